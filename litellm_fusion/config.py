@@ -1,0 +1,218 @@
+"""The fusion spec: pydantic models, preset loading and the merge rule.
+
+A spec is resolved once per request, before any upstream call:
+
+1. the preset named by the model (``fusion/<preset>``): built-in, or from a user presets YAML file;
+2. deep-merged with the request's ``fusion={...}`` (and ``extra_body={"fusion": ...}``):
+   dicts merge key by key, recursively; any other value (a list such as ``panel``, a string, a number)
+   replaces the preset's value whole; an explicit ``null`` resets the key to its default;
+3. validated. Anything wrong raises :class:`~litellm_fusion.errors.FusionConfigError` (HTTP 400) that
+   names the field and the fix.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import FusionConfigError
+from .presets import BUILTIN_PRESETS
+
+__all__ = [
+    "MemberSpec",
+    "FusionSpec",
+    "PresetStore",
+    "deep_merge",
+    "load_presets_file",
+    "PRESETS_ENV_VAR",
+]
+
+PRESETS_ENV_VAR = "LITELLM_FUSION_PRESETS"
+MAX_PANEL = 8
+
+
+class MemberSpec(BaseModel):
+    """One model call: a panel member, the judge or the synthesizer. Given as a string or a dict."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(min_length=1, description="A LiteLLM model string (`openai/gpt-5.4-mini`) or a proxy model_name.")
+    temperature: float | None = Field(None, ge=0, le=2, description="Sampling temperature for this member.")
+    top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling for this member.")
+    max_tokens: int | None = Field(None, gt=0, description="Completion-token cap for this member's call.")
+    api_base: str | None = Field(None, description="Base URL of an OpenAI-compatible or self-hosted backend.")
+    api_key: str | None = Field(None, repr=False, description="API key for this member; `os.environ/NAME` reads an env var.")
+    api_version: str | None = Field(None, description="API version (Azure and similar).")
+    timeout: float | None = Field(None, gt=0, description="Seconds this member may take; capped by the request deadline.")
+    num_retries: int | None = Field(None, ge=0, le=5, description="Retries of this member's call (default: the spec's).")
+    input_cost_per_token: float | None = Field(None, ge=0, description="Price per prompt token, for models not in LiteLLM's price map.")
+    output_cost_per_token: float | None = Field(None, ge=0, description="Price per completion token, for models not in LiteLLM's price map.")
+    extra_params: dict[str, Any] = Field(default_factory=dict, description="Other LiteLLM completion parameters, passed as-is.")
+
+    @field_validator("model")
+    @classmethod
+    def _not_a_fusion_model(cls, value: str) -> str:
+        if value.startswith("fusion/"):
+            raise ValueError(
+                f"'{value}' is a fusion model; fusion models cannot be nested (recursion). "
+                "List that preset's panel models here instead"
+            )
+        return value
+
+
+def _as_member(value: Any) -> Any:
+    return {"model": value} if isinstance(value, str) else value
+
+
+class FusionSpec(BaseModel):
+    """Everything one fusion call needs: who answers, who judges, who writes, and the limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    panel: list[MemberSpec] = Field(
+        min_length=1, max_length=MAX_PANEL, description="Models asked in parallel (1-8); strings or dicts of LiteLLM params."
+    )
+    judge: MemberSpec = Field(description="Model that compares the answers and writes the structured analysis.")
+    synthesizer: MemberSpec | None = Field(None, description="Model that writes the final answer (default: the judge).")
+    temperature: float | None = Field(None, ge=0, le=2, description="Panel temperature, unless a member sets its own.")
+    max_completion_tokens: int | None = Field(None, gt=0, description="Completion-token cap for every nested call.")
+    timeout: float = Field(300.0, gt=0, description="Seconds for the whole request (LiteLLM's `timeout` also applies; the smaller wins).")
+    num_retries: int = Field(0, ge=0, le=5, description="Retries per nested call; 0 lets the outer Router own retries.")
+    min_quorum: int = Field(1, ge=1, le=MAX_PANEL, description="Panel answers needed to go on; fewer gives a 503.")
+
+    @field_validator("judge", "synthesizer", mode="before")
+    @classmethod
+    def _member_from_string(cls, value: Any) -> Any:
+        return _as_member(value)
+
+    @field_validator("panel", mode="before")
+    @classmethod
+    def _members_from_strings(cls, value: Any) -> Any:
+        return [_as_member(item) for item in value] if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _quorum_fits_panel(self) -> FusionSpec:
+        if self.min_quorum > len(self.panel):
+            raise ValueError(
+                f"min_quorum={self.min_quorum} is larger than the panel ({len(self.panel)} members); "
+                "lower min_quorum or add members"
+            )
+        return self
+
+    @property
+    def synthesizer_or_judge(self) -> MemberSpec:
+        """The model that writes the final answer."""
+        return self.synthesizer or self.judge
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``override`` over ``base``: dicts recursively, anything else replaced, ``None`` removes the key."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    path = "fusion"
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _explain(error: dict[str, Any], model_cls: type[BaseModel]) -> str:
+    path = _field_path(error["loc"])
+    if error["type"] == "extra_forbidden":
+        owner = MemberSpec if any(p in {"panel", "judge", "synthesizer"} for p in error["loc"][:-1]) else model_cls
+        allowed = ", ".join(owner.model_fields)
+        return f"{path}: unknown field; allowed fields are: {allowed}"
+    if error["type"] == "missing":
+        field = model_cls.model_fields.get(str(error["loc"][-1]))
+        return f"{path}: required ({field.description if field else 'set it'})"
+    message = error["msg"].removeprefix("Value error, ")
+    got = error.get("input")
+    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+    return f"{path}: {message}{shown}"
+
+
+def validate_spec(data: dict[str, Any], *, source: str = "request") -> FusionSpec:
+    """Validate a merged spec dict; any problem becomes one 400 listing every bad field."""
+    try:
+        return FusionSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(_explain(err, FusionSpec) for err in exc.errors())
+        raise FusionConfigError(f"invalid fusion spec ({source}): {problems}") from None
+
+
+def load_presets_file(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """Read user presets from YAML: a mapping of preset name to spec (optionally under a ``presets:`` key)."""
+    import yaml
+
+    file = Path(path)
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise FusionConfigError(f"cannot read presets file {file}: {exc.strerror}; check {PRESETS_ENV_VAR} or the path given to register(presets=...)") from None
+    except yaml.YAMLError as exc:
+        raise FusionConfigError(f"presets file {file} is not valid YAML: {exc}") from None
+    if isinstance(data, dict) and isinstance(data.get("presets"), dict):
+        data = data["presets"]
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise FusionConfigError(f"presets file {file} must map preset names to specs, e.g. `budget: {{panel: [...], judge: ...}}`")
+    for name, spec in data.items():
+        validate_spec(spec, source=f"preset '{name}' in {file}")
+    return {str(name): spec for name, spec in data.items()}
+
+
+class PresetStore:
+    """Named specs: the built-ins, then user presets (which may replace a built-in of the same name)."""
+
+    def __init__(self) -> None:
+        self._presets: dict[str, dict[str, Any]] = copy.deepcopy(BUILTIN_PRESETS)
+        env_path = os.environ.get(PRESETS_ENV_VAR)
+        if env_path:
+            self.add(load_presets_file(env_path))
+
+    def add(self, presets: dict[str, dict[str, Any]] | str | os.PathLike[str]) -> None:
+        """Add presets from a dict of specs or a YAML file path; each is validated now, not at call time."""
+        if not isinstance(presets, dict):
+            presets = load_presets_file(presets)
+        for name, spec in presets.items():
+            validate_spec(spec, source=f"preset '{name}'")
+        self._presets.update(copy.deepcopy(presets))
+
+    def names(self) -> list[str]:
+        """All preset names, sorted."""
+        return sorted(self._presets)
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        """A copy of the named preset's spec dict, or None."""
+        spec = self._presets.get(name)
+        return copy.deepcopy(spec) if spec is not None else None
+
+    def resolve(self, name: str, overrides: dict[str, Any] | None = None) -> FusionSpec:
+        """The spec for ``fusion/<name>``: the preset deep-merged with ``overrides``, validated."""
+        overrides = overrides or {}
+        if not isinstance(overrides, dict):
+            raise FusionConfigError(f"fusion must be an object (dict), got {type(overrides).__name__}")
+        base = self.get(name)
+        if base is None:
+            if "panel" not in overrides or "judge" not in overrides:
+                raise FusionConfigError(
+                    f"unknown preset '{name}'. Known presets: {', '.join(self.names())}. "
+                    f"Use one of them (model='fusion/budget'), add yours with register(presets=...) or "
+                    f"{PRESETS_ENV_VAR}, or pass a full spec: fusion={{'panel': [...], 'judge': '...'}}",
+                    model=f"fusion/{name}",
+                )
+            base = {}
+        return validate_spec(deep_merge(base, overrides), source=f"fusion/{name}")
+

@@ -1,0 +1,223 @@
+"""The judge: reads the anonymised answers and returns a structured analysis, or a typed failure.
+
+The judge never sinks a request: if its call fails or its JSON is unusable after one repair attempt, the
+pipeline synthesizes from the raw answers and the trace says ``judge_failed`` with one of
+``not_valid_json``, ``schema_mismatch``, ``upstream_error``, ``empty``, ``timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import litellm
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from . import prompts
+from .config import FusionSpec, MemberSpec
+from .nested import CallError, CompleteFn, member_kwargs, timed_call
+from .usage import CallRecord, UsageLedger
+
+__all__ = ["Analysis", "JudgeOutcome", "analyse", "parse_analysis", "ANALYSIS_SCHEMA"]
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Stance(_Loose):
+    """One answer's position on a contested point."""
+
+    model: str = Field(description="Answer letter (in the trace: the real model name).")
+    stance: str = Field(description="What that answer claims, and whether it holds up.")
+
+
+class Contradiction(_Loose):
+    """A point the answers disagree on."""
+
+    topic: str = Field(description="The contested point.")
+    stances: list[Stance] = Field(description="Each answer's position.")
+
+
+class PartialCoverage(_Loose):
+    """A point only some answers made."""
+
+    models: list[str] = Field(description="The answers that made it.")
+    point: str = Field(description="The point.")
+
+
+class UniqueInsight(_Loose):
+    """A point exactly one answer made."""
+
+    model: str = Field(description="The answer that made it.")
+    insight: str = Field(description="The point.")
+
+
+class Analysis(_Loose):
+    """The judge's structured analysis of the panel's answers."""
+
+    consensus: list[str] = Field(description="Points the answers agree on and that hold up.")
+    contradictions: list[Contradiction] = Field(description="Points of disagreement.")
+    partial_coverage: list[PartialCoverage] = Field(description="Points only some answers covered.")
+    unique_insights: list[UniqueInsight] = Field(description="Points only one answer made.")
+    blind_spots: list[str] = Field(description="What every answer missed.")
+
+    @field_validator("consensus", "blind_spots", mode="before")
+    @classmethod
+    def _string_to_list(cls, value: Any) -> Any:
+        # Small models often write one string where a list of strings was asked for.
+        return [value] if isinstance(value, str) and value.strip() else ([] if value == "" else value)
+
+
+def _strict(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "required": list(schema), "properties": schema}
+
+
+_STR = {"type": "string"}
+ANALYSIS_SCHEMA: dict[str, Any] = _strict(
+    {
+        "consensus": {"type": "array", "items": _STR},
+        "contradictions": {
+            "type": "array",
+            "items": _strict({"topic": _STR, "stances": {"type": "array", "items": _strict({"model": _STR, "stance": _STR})}}),
+        },
+        "partial_coverage": {"type": "array", "items": _strict({"models": {"type": "array", "items": _STR}, "point": _STR})},
+        "unique_insights": {"type": "array", "items": _strict({"model": _STR, "insight": _STR})},
+        "blind_spots": {"type": "array", "items": _STR},
+    }
+)
+"""JSON schema sent as ``response_format`` to judges that support structured output."""
+
+_RESPONSE_FORMAT = {"type": "json_schema", "json_schema": {"name": "fusion_analysis", "schema": ANALYSIS_SCHEMA, "strict": True}}
+
+
+class AnalysisParseError(ValueError):
+    """The judge's text is not a usable analysis; ``reason`` is ``not_valid_json`` or ``schema_mismatch``."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def _json_candidate(text: str) -> str:
+    text = re.sub(r"^\s*```(?:json)?\s*|\s*```\s*$", "", text.strip())
+    start, end = text.find("{"), text.rfind("}")
+    return text[start : end + 1] if 0 <= start < end else text
+
+
+def parse_analysis(text: str) -> Analysis:
+    """Parse a judge reply tolerantly: code fences, prose around the object, raw control characters."""
+    try:
+        data = json.loads(_json_candidate(text), strict=False)
+    except json.JSONDecodeError as exc:
+        raise AnalysisParseError("not_valid_json", f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise AnalysisParseError("schema_mismatch", f"expected a JSON object, got {type(data).__name__}")
+    try:
+        return Analysis.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        raise AnalysisParseError("schema_mismatch", f"wrong shape: {problems}") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class JudgeOutcome:
+    """What the judge produced: an analysis (letters mapped to model names), or why not."""
+
+    analysis: dict[str, Any] | None
+    """For the trace: letters replaced with model names; None when the judge failed."""
+    lettered: dict[str, Any] | None
+    """For the synthesizer: the analysis as the judge wrote it, answers named by letter."""
+    failed_reason: str | None
+    error: CallError | None
+    records: tuple[CallRecord, ...]
+    structured_output: str
+    """How the analysis was obtained: ``json_schema`` or ``prompt``."""
+
+
+def _unletter(analysis: Analysis, names: dict[str, str]) -> dict[str, Any]:
+    def name(ref: str) -> str:
+        letter = ref.strip().removeprefix("Answer").strip().strip("()[]. ").upper()
+        return names.get(letter, ref)
+
+    data = analysis.model_dump()
+    for item in data["contradictions"]:
+        for stance in item["stances"]:
+            stance["model"] = name(stance["model"])
+    for item in data["partial_coverage"]:
+        item["models"] = [name(ref) for ref in item["models"]]
+    for item in data["unique_insights"]:
+        item["model"] = name(item["model"])
+    return data
+
+
+def _supports_schema(member: MemberSpec) -> bool:
+    try:
+        return bool(litellm.supports_response_schema(model=member.model))
+    except Exception:  # unknown model names make LiteLLM raise; assume no structured output
+        return False
+
+
+async def analyse(
+    *,
+    spec: FusionSpec,
+    messages: list[dict[str, Any]],
+    answers: dict[str, str],
+    names: dict[str, str],
+    nonce: str,
+    complete: CompleteFn,
+    ledger: UsageLedger,
+    timeout: float,
+) -> JudgeOutcome:
+    """Ask the judge for the analysis of ``answers`` (letter → text); ``names`` maps letters to models."""
+    judge = spec.judge
+    base = [
+        {"role": "system", "content": prompts.JUDGE_SYSTEM.format(nonce=nonce)},
+        {"role": "user", "content": prompts.judge_user_prompt(messages, answers, nonce)},
+    ]
+    records: list[CallRecord] = []
+    mode = "json_schema" if _supports_schema(judge) else "prompt"
+
+    async def call(call_messages: list[dict[str, Any]], role: str, extra: dict[str, Any]) -> str:
+        kwargs = member_kwargs(judge, spec, call_messages, timeout=timeout, extra=extra)
+        response, record = await timed_call(complete, kwargs, role=role, member=judge, ledger=ledger)
+        records.append(record)
+        return response.choices[0].message.content or ""
+
+    def failed(reason: str, error: CallError | None = None) -> JudgeOutcome:
+        return JudgeOutcome(analysis=None, lettered=None, failed_reason=reason, error=error, records=tuple(records), structured_output=mode)
+
+    try:
+        try:
+            text = await call(base, "judge", {"response_format": _RESPONSE_FORMAT} if mode == "json_schema" else {})
+        except litellm.BadRequestError:
+            if mode != "json_schema":
+                raise
+            # The backend refused structured output (e.g. llama.cpp servers): ask in the prompt instead.
+            mode = "prompt"
+            text = await call(base, "judge", {})
+        if not text.strip():
+            return failed("empty")
+        try:
+            analysis = parse_analysis(text)
+        except AnalysisParseError as first:
+            repair = [
+                {"role": "system", "content": prompts.REPAIR_SYSTEM},
+                {"role": "user", "content": prompts.repair_user_prompt(text, str(first))},
+            ]
+            try:
+                analysis = parse_analysis(await call(repair, "judge_repair", {}))
+            except AnalysisParseError as second:
+                return failed(second.reason, CallError(type="AnalysisParseError", status_code=None, message=str(second)))
+    except (asyncio.TimeoutError, litellm.Timeout) as exc:
+        return failed("timeout", CallError.from_exception(exc))
+    except Exception as exc:  # any upstream failure degrades to synthesis from raw answers
+        return failed("upstream_error", CallError.from_exception(exc))
+    return JudgeOutcome(
+        analysis=_unletter(analysis, names),
+        lettered=analysis.model_dump(),
+        failed_reason=None, error=None, records=tuple(records), structured_output=mode
+    )

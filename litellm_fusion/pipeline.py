@@ -1,0 +1,295 @@
+"""panel → judge → synthesizer, under one deadline, with one usage ledger and one trace.
+
+``run_fusion`` returns the synthesizer's response plus the trace; ``stream_fusion`` yields the
+synthesizer's chunks as they arrive and then a :class:`FusionDone`. In both, the panel and the judge finish
+before anything is returned, so a failure there still becomes a proper HTTP status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import string
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import litellm
+
+from . import prompts
+from .config import FusionSpec, MemberSpec
+from .errors import FusionTimeoutError, PanelFailedError, SynthesisFailedError
+from .judge import JudgeOutcome, analyse
+from .nested import CallError, CompleteFn, secrets_of
+from .panel import MemberOutcome, run_panel
+from .synthesis import stream_synthesis, synthesis_messages, synthesize
+from .usage import CallRecord, UsageLedger
+
+__all__ = ["FusionRequest", "FusionResult", "FusionDone", "run_fusion", "stream_fusion"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FusionRequest:
+    """One validated fusion call."""
+
+    name: str
+    """The preset (or deployment) name, as in ``fusion/<name>``."""
+    spec: FusionSpec
+    messages: list[dict[str, Any]]
+    final_params: dict[str, Any] = field(default_factory=dict)
+    """Client parameters for the synthesizer only (tools, response_format, stop, n, sampling)."""
+    timeout: float = 300.0
+    """Seconds for the whole request."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FusionResult:
+    """A finished non-streaming fusion: the synthesizer's response to copy from, the sums, the trace."""
+
+    response: Any
+    ledger: UsageLedger
+    trace: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FusionDone:
+    """The last item of :func:`stream_fusion`: the sums and the trace, after the last chunk."""
+
+    ledger: UsageLedger
+    trace: dict[str, Any]
+
+
+@dataclass
+class _Run:
+    """Per-request state, shared by the stages and the trace."""
+
+    request: FusionRequest
+    complete: CompleteFn
+    rng: random.Random
+    ledger: UsageLedger = field(default_factory=UsageLedger)
+    started: float = field(default_factory=time.perf_counter)
+    nonce: str = field(default_factory=prompts.new_nonce)
+    panel: list[MemberOutcome] = field(default_factory=list)
+    letters: dict[int, str] = field(default_factory=dict)
+    judge: JudgeOutcome | None = None
+    synthesizer: dict[str, Any] | None = None
+
+    @property
+    def spec(self) -> FusionSpec:
+        return self.request.spec
+
+    def remaining(self) -> float:
+        return max(0.001, self.request.timeout - (time.perf_counter() - self.started))
+
+    def answers(self) -> dict[str, str]:
+        return {letter: self.panel[i].content or "" for i, letter in self.letters.items()}
+
+    def names(self) -> dict[str, str]:
+        return {letter: self.panel[i].model for i, letter in self.letters.items()}
+
+
+def _panel_report(outcomes: list[MemberOutcome]) -> str:
+    return "; ".join(
+        f"{o.model}: {o.status}" + (f" ({o.error.type}: {o.error.message})" if o.error else "") for o in outcomes
+    )
+
+
+async def _panel_and_judge(run: _Run) -> None:
+    spec = run.spec
+    run.panel = await run_panel(
+        spec=spec,
+        messages=run.request.messages,
+        complete=run.complete,
+        ledger=run.ledger,
+        timeout=run.remaining(),
+        secrets=secrets_of(spec),
+    )
+    answered = [o for o in run.panel if o.ok]
+    if len(answered) < spec.min_quorum:
+        raise PanelFailedError(
+            f"{len(answered)} of {len(run.panel)} panel members answered, {spec.min_quorum} needed: {_panel_report(run.panel)}",
+            model=f"fusion/{run.request.name}",
+            trace=build_trace(run),
+        )
+    # Shuffle per request so the judge cannot learn a position bias for a given model.
+    order = [o.index for o in answered]
+    run.rng.shuffle(order)
+    run.letters = {index: string.ascii_uppercase[n] for n, index in enumerate(order)}
+    run.judge = await analyse(
+        spec=spec,
+        messages=run.request.messages,
+        answers=run.answers(),
+        names=run.names(),
+        nonce=run.nonce,
+        complete=run.complete,
+        ledger=run.ledger,
+        timeout=run.remaining(),
+    )
+
+
+def _writers(spec: FusionSpec) -> list[MemberSpec]:
+    """The synthesizer, then the judge's model as the one fallback when it is a different model."""
+    writer = spec.synthesizer_or_judge
+    return [writer] if writer.model == spec.judge.model else [writer, spec.judge]
+
+
+def _synth_messages(run: _Run) -> list[dict[str, Any]]:
+    lettered = run.judge.lettered if run.judge else None
+    return synthesis_messages(run.request.messages, run.answers(), lettered, run.nonce)
+
+
+def _synth_trace(writer: MemberSpec, record: CallRecord | None, status: str, errors: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "model": writer.model,
+        "status": status,
+        "latency_ms": round(record.latency_ms, 1) if record else None,
+        "usage": record.usage_dict() if record else None,
+        "cost": record.cost if record else None,
+        "errors": errors,
+    }
+
+
+async def run_fusion(request: FusionRequest, *, complete: CompleteFn = litellm.acompletion, rng: random.Random | None = None) -> FusionResult:
+    """Run one fusion call to the end and return the synthesizer's response with the summed usage and trace."""
+    run = _Run(request=request, complete=complete, rng=rng or random.Random())
+    try:
+        async with asyncio.timeout(request.timeout):
+            await _panel_and_judge(run)
+            errors: list[dict[str, Any]] = []
+            for writer in _writers(run.spec):
+                try:
+                    response, record = await synthesize(
+                        writer=writer,
+                        spec=run.spec,
+                        messages=_synth_messages(run),
+                        final_params=request.final_params,
+                        complete=complete,
+                        ledger=run.ledger,
+                        timeout=run.remaining(),
+                    )
+                except Exception as exc:  # one fallback writer, then a mapped error
+                    errors.append({"model": writer.model, **CallError.from_exception(exc, secrets=secrets_of(run.spec)).as_dict()})
+                    continue
+                run.synthesizer = _synth_trace(writer, record, "ok", errors)
+                return FusionResult(response=response, ledger=run.ledger, trace=build_trace(run))
+    except TimeoutError:
+        raise FusionTimeoutError(
+            f"no answer within {request.timeout:.1f}s (stage reached: {_stage(run)})",
+            model=f"fusion/{request.name}",
+            trace=build_trace(run),
+        ) from None
+    run.synthesizer = _synth_trace(_writers(run.spec)[0], None, "error", errors)
+    raise SynthesisFailedError(
+        "the synthesizer failed: " + "; ".join(f"{e['model']}: {e['type']}: {e['message']}" for e in errors),
+        model=f"fusion/{request.name}",
+        trace=build_trace(run),
+    )
+
+
+async def stream_fusion(
+    request: FusionRequest, *, complete: CompleteFn = litellm.acompletion, rng: random.Random | None = None
+) -> AsyncIterator[Any]:
+    """Yield the synthesizer's chunks as they arrive, then one :class:`FusionDone`.
+
+    The panel and the judge finish before the first chunk. If the synthesizer fails before its first
+    chunk, the judge's model writes instead; after the first chunk a failure ends the stream with an error.
+    """
+    run = _Run(request=request, complete=complete, rng=rng or random.Random())
+    deadline = asyncio.get_running_loop().time() + request.timeout
+    try:
+        async with asyncio.timeout_at(deadline):
+            await _panel_and_judge(run)
+        errors: list[dict[str, Any]] = []
+        for writer in _writers(run.spec):
+            chunks = stream_synthesis(
+                writer=writer,
+                spec=run.spec,
+                messages=_synth_messages(run),
+                final_params=request.final_params,
+                complete=complete,
+                ledger=run.ledger,
+                timeout=run.remaining(),
+            )
+            sent_any = False
+            try:
+                while True:
+                    # The deadline covers each wait for the next chunk, not the time the consumer holds it.
+                    async with asyncio.timeout_at(deadline):
+                        try:
+                            chunk = await anext(chunks)
+                        except StopAsyncIteration:
+                            break
+                    sent_any = True
+                    yield chunk
+            except Exception as exc:
+                await chunks.aclose()
+                if sent_any or isinstance(exc, TimeoutError):
+                    raise
+                errors.append({"model": writer.model, **CallError.from_exception(exc, secrets=secrets_of(run.spec)).as_dict()})
+                continue
+            record = next((r for r in reversed(run.ledger.records) if r.role == "synthesizer"), None)
+            run.synthesizer = _synth_trace(writer, record, "ok", errors)
+            yield FusionDone(ledger=run.ledger, trace=build_trace(run))
+            return
+    except TimeoutError:
+        raise FusionTimeoutError(
+            f"no answer within {request.timeout:.1f}s (stage reached: {_stage(run)})",
+            model=f"fusion/{request.name}",
+            trace=build_trace(run),
+        ) from None
+    run.synthesizer = _synth_trace(_writers(run.spec)[0], None, "error", errors)
+    raise SynthesisFailedError(
+        "the synthesizer failed: " + "; ".join(f"{e['model']}: {e['type']}: {e['message']}" for e in errors),
+        model=f"fusion/{request.name}",
+        trace=build_trace(run),
+    )
+
+
+def _stage(run: _Run) -> str:
+    if not run.panel:
+        return "panel"
+    return "judge" if run.judge is None else "synthesizer"
+
+
+def _judge_trace(run: _Run) -> dict[str, Any] | None:
+    if run.judge is None:
+        return None
+    records = run.judge.records
+    return {
+        "model": run.spec.judge.model,
+        "status": "ok" if run.judge.failed_reason is None else "failed",
+        "failed_reason": run.judge.failed_reason,
+        "structured_output": run.judge.structured_output,
+        "calls": len(records),
+        "latency_ms": round(sum(r.latency_ms for r in records), 1),
+        "usage": {
+            "prompt_tokens": sum(r.prompt_tokens for r in records),
+            "completion_tokens": sum(r.completion_tokens for r in records),
+            "total_tokens": sum(r.total_tokens for r in records),
+        },
+        "cost": sum(r.cost or 0.0 for r in records) if records else None,
+        "error": run.judge.error.as_dict() if run.judge.error else None,
+    }
+
+
+def build_trace(run: _Run) -> dict[str, Any]:
+    """The caller-visible record of the run so far (shape documented in the README)."""
+    panel = [{"letter": run.letters.get(o.index), **o.trace()} for o in run.panel]
+    judge_failed = run.judge.failed_reason if run.judge else None
+    fell_back = bool(run.synthesizer and run.synthesizer["errors"])
+    return {
+        "preset": run.request.name,
+        "panel": panel,
+        "letters": run.names(),
+        "analysis": run.judge.analysis if run.judge else None,
+        "judge": _judge_trace(run),
+        "judge_failed": judge_failed,
+        "synthesizer": run.synthesizer,
+        "usage": run.ledger.usage_dict(),
+        "cost": run.ledger.cost,
+        "unpriced_models": run.ledger.unpriced_models,
+        "latency_ms": round((time.perf_counter() - run.started) * 1000, 1),
+        "failed_models": [o.model for o in run.panel if not o.ok],
+        "degraded": any(not o.ok for o in run.panel) or judge_failed is not None or fell_back,
+    }

@@ -1,0 +1,30 @@
+"""Built-in presets, as plain data.
+
+Every model id here is in LiteLLM's price map (a test checks it), so the summed cost of a fusion call is
+exact. Keys come from each provider's usual environment variable (``OPENAI_API_KEY``,
+``ANTHROPIC_API_KEY``, ``GEMINI_API_KEY``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["BUILTIN_PRESETS"]
+
+BUILTIN_PRESETS: dict[str, dict[str, Any]] = {
+    # Three fast, cheap models from three vendors; the cheapest-but-capable one judges.
+    "budget": {
+        "panel": ["openai/gpt-5.4-mini", "anthropic/claude-haiku-4-5", "gemini/gemini-3.1-flash-lite"],
+        "judge": "openai/gpt-5.4-mini",
+    },
+    # Mid-tier models; a strong judge that is good at long structured comparisons.
+    "balanced": {
+        "panel": ["openai/gpt-5.4", "anthropic/claude-sonnet-4-6", "gemini/gemini-3.5-flash"],
+        "judge": "anthropic/claude-sonnet-4-6",
+    },
+    # Each vendor's flagship; for answers where being wrong costs more than the call.
+    "frontier": {
+        "panel": ["openai/gpt-5.5", "anthropic/claude-opus-4-8", "gemini/gemini-3.1-pro-preview"],
+        "judge": "openai/gpt-5.5",
+    },
+}

@@ -1,0 +1,200 @@
+"""The thin LiteLLM adapter: ``FusionLLM``, the ``fusion_llm`` instance the proxy loads, and ``register()``.
+
+All the work happens in :mod:`litellm_fusion.pipeline`; this module only translates LiteLLM's handler
+arguments into a :class:`~litellm_fusion.pipeline.FusionRequest` and the result back into the
+``model_response`` LiteLLM handed in (never a nested response object, whose stamped cost LiteLLM would reuse).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, TypeVar
+
+import litellm
+from litellm import CustomLLM
+from litellm.types.utils import Choices, GenericStreamingChunk, Message, ModelResponse
+
+from .config import PresetStore
+from .nested import CompleteFn
+from .pipeline import FusionDone, FusionResult, run_fusion, stream_fusion
+from .request import build_request
+
+__all__ = ["FusionLLM", "fusion_llm", "register"]
+
+T = TypeVar("T")
+
+
+class _LoopThread:
+    """One long-lived event loop on a daemon thread, for the sync entry points.
+
+    LiteLLM caches async HTTP clients per event loop; a fresh ``asyncio.run`` per call would strand them.
+    """
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                threading.Thread(target=self._loop.run_forever, name="litellm-fusion-sync", daemon=True).start()
+            return self._loop
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop()).result()
+
+    def iterate(self, agen: AsyncIterator[T]) -> Iterator[T]:
+        try:
+            while True:
+                try:
+                    yield self.run(agen.__anext__())  # type: ignore[arg-type]
+                except StopAsyncIteration:
+                    return
+        finally:
+            aclose = getattr(agen, "aclose", None)
+            if aclose is not None:
+                self.run(aclose())
+
+
+_SYNC = _LoopThread()
+
+
+def _copy_choices(source: Any) -> list[Choices]:
+    choices = []
+    for choice in source.choices:
+        message = choice.message
+        choices.append(
+            Choices(
+                index=choice.index,
+                finish_reason=choice.finish_reason,
+                message=Message(
+                    role="assistant",
+                    content=message.content,
+                    tool_calls=getattr(message, "tool_calls", None),
+                    function_call=getattr(message, "function_call", None),
+                ),
+            )
+        )
+    return choices
+
+
+def fill_response(model_response: ModelResponse, result: FusionResult, name: str) -> ModelResponse:
+    """Copy the synthesizer's choices into LiteLLM's response and stamp summed usage, cost and trace."""
+    model_response.choices = _copy_choices(result.response)
+    model_response.model = f"fusion/{name}"
+    usage = result.ledger.to_usage()
+    setattr(model_response, "usage", usage)
+    # usage.cost is what LiteLLM >= 1.109 bills; older versions read only the stamped hidden param.
+    model_response._hidden_params["response_cost"] = usage.cost
+    model_response._hidden_params["fusion"] = result.trace
+    setattr(model_response, "fusion", result.trace)
+    return model_response
+
+
+def _generic_chunks(chunk: Any) -> list[GenericStreamingChunk]:
+    """One synthesizer chunk as LiteLLM's generic chunks (one tool-call delta per chunk, as LiteLLM wants)."""
+    out: list[GenericStreamingChunk] = []
+    for choice in getattr(chunk, "choices", None) or []:
+        delta = choice.delta
+        text = getattr(delta, "content", None) or ""
+        tool_calls = getattr(delta, "tool_calls", None) or []
+        finish = choice.finish_reason or ""
+        if text or not tool_calls:
+            out.append(GenericStreamingChunk(text=text, is_finished=False, finish_reason=finish, usage=None, index=0, tool_use=None))
+        for call in tool_calls:
+            data = call.model_dump() if hasattr(call, "model_dump") else dict(call)
+            out.append(GenericStreamingChunk(text="", is_finished=False, finish_reason=finish, usage=None, index=0, tool_use=data))
+        break  # LiteLLM ignores the choice index of generic chunks, so only choice 0 streams
+    return out
+
+
+async def generic_stream(events: AsyncIterator[Any]) -> AsyncIterator[GenericStreamingChunk]:
+    """Forward content and tool-call deltas as they arrive; the last one carries usage, cost and trace.
+
+    One chunk is held back so that the final usage rides on a chunk with content: LiteLLM drops usage
+    from an empty finish chunk in some versions.
+    """
+    held: GenericStreamingChunk | None = None
+    finish_reason = "stop"
+    async for event in events:
+        if isinstance(event, FusionDone):
+            last = held or GenericStreamingChunk(text="", is_finished=False, finish_reason="", usage=None, index=0, tool_use=None)
+            last.update(
+                is_finished=True,
+                finish_reason=finish_reason,
+                usage=event.ledger.usage_dict(),
+                provider_specific_fields={"fusion": event.trace},
+            )
+            yield last
+            return
+        for chunk in _generic_chunks(event):
+            if chunk["finish_reason"]:
+                finish_reason = chunk["finish_reason"]
+                chunk["finish_reason"] = ""
+            if not chunk["text"] and chunk.get("tool_use") is None:
+                continue
+            if held is not None:
+                yield held
+            held = chunk
+
+
+class FusionLLM(CustomLLM):
+    """LiteLLM custom provider for ``fusion/<preset>`` models.
+
+    Args:
+        presets: the preset store; defaults to the built-ins plus ``$LITELLM_FUSION_PRESETS``.
+        complete: the nested-call seam (default ``litellm.acompletion``).
+    """
+
+    def __init__(self, presets: PresetStore | None = None, complete: CompleteFn | None = None) -> None:
+        super().__init__()
+        self.presets = presets or PresetStore()
+        self.complete = complete
+
+    def _complete(self) -> CompleteFn:
+        return self.complete or litellm.acompletion
+
+    def _request(self, model: str, messages: Any, optional_params: dict[str, Any], timeout: Any) -> Any:
+        return build_request(model=model, messages=messages, optional_params=optional_params or {}, timeout=timeout, presets=self.presets)
+
+    async def acompletion(self, *, model: str, messages: Any, model_response: ModelResponse, optional_params: dict[str, Any], timeout: Any = None, **_: Any) -> ModelResponse:  # type: ignore[override]
+        """Run a fusion call and fill ``model_response`` with the answer, summed usage and cost, and trace."""
+        request = self._request(model, messages, optional_params, timeout)
+        result = await run_fusion(request, complete=self._complete())
+        return fill_response(model_response, result, model)
+
+    async def astreaming(self, *, model: str, messages: Any, optional_params: dict[str, Any], timeout: Any = None, **_: Any) -> AsyncIterator[GenericStreamingChunk]:  # type: ignore[override]
+        """Stream the synthesizer's answer; the panel and the judge finish before the first chunk."""
+        request = self._request(model, messages, optional_params, timeout)
+        async for chunk in generic_stream(stream_fusion(request, complete=self._complete())):
+            yield chunk
+
+    def completion(self, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
+        """Sync twin of :meth:`acompletion`, run on a private event loop thread."""
+        return _SYNC.run(self.acompletion(**kwargs))
+
+    def streaming(self, **kwargs: Any) -> Iterator[GenericStreamingChunk]:  # type: ignore[override]
+        """Sync twin of :meth:`astreaming`."""
+        return _SYNC.iterate(self.astreaming(**kwargs))
+
+
+fusion_llm = FusionLLM()
+"""The instance LiteLLM calls; the proxy loads it as ``litellm_fusion.fusion_llm``."""
+
+
+def register(*, presets: dict[str, Any] | str | os.PathLike[str] | None = None, provider: str = "fusion") -> FusionLLM:
+    """Make ``fusion/<preset>`` models available to LiteLLM (idempotent) and return the handler.
+
+    Args:
+        presets: extra presets, as a dict of specs or a YAML file path; validated now.
+        provider: the model prefix (default ``fusion``).
+    """
+    if presets is not None:
+        fusion_llm.presets.add(presets)
+    entries = [item for item in litellm.custom_provider_map if item.get("provider") != provider]
+    litellm.custom_provider_map = [*entries, {"provider": provider, "custom_handler": fusion_llm}]
+    return fusion_llm

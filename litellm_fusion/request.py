@@ -1,0 +1,74 @@
+"""Turn what LiteLLM hands the handler into a validated :class:`FusionRequest`, or a 400.
+
+Everything here runs before any upstream call: the spec is resolved and validated, the messages are
+checked, and the client's parameters are split into the ones the synthesizer gets and the ones that are
+dropped. The client's ``api_base``, ``api_key``, headers and ``metadata`` are never forwarded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from .config import PresetStore
+from .errors import FusionConfigError
+from .pipeline import FusionRequest
+from .synthesis import FINAL_ANSWER_PARAMS
+
+__all__ = ["build_request", "fusion_overrides", "validate_messages", "effective_timeout"]
+
+_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+
+
+def fusion_overrides(optional_params: dict[str, Any]) -> dict[str, Any]:
+    """The request's fusion overrides: ``extra_body.fusion`` with a top-level ``fusion`` over it."""
+    extra_body = optional_params.get("extra_body") or {}
+    from_body = extra_body.get("fusion") if isinstance(extra_body, dict) else None
+    top = optional_params.get("fusion")
+    for where, value in (("extra_body.fusion", from_body), ("fusion", top)):
+        if value is not None and not isinstance(value, dict):
+            raise FusionConfigError(f"{where} must be an object like {{'panel': [...], 'judge': '...'}}, got {type(value).__name__}")
+    return {**(from_body or {}), **(top or {})}
+
+
+def validate_messages(messages: Any) -> list[dict[str, Any]]:
+    """Check the conversation's shape; a bad message is a 400 naming its index and the fix."""
+    if not isinstance(messages, list) or not messages:
+        raise FusionConfigError("messages must be a non-empty list of {'role': ..., 'content': ...} objects")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise FusionConfigError(f"messages[{i}] must be an object with 'role' and 'content', got {type(message).__name__}")
+        role = message.get("role")
+        if role not in _ROLES:
+            raise FusionConfigError(f"messages[{i}].role must be one of {', '.join(sorted(_ROLES))}, got {role!r}")
+        content = message.get("content")
+        if content is None and not (role == "assistant" and (message.get("tool_calls") or message.get("function_call"))):
+            raise FusionConfigError(f"messages[{i}].content is missing; give a string or a list of content parts")
+        if content is not None and not isinstance(content, (str, list)):
+            raise FusionConfigError(f"messages[{i}].content must be a string or a list of content parts, got {type(content).__name__}")
+    return [dict(message) for message in messages]
+
+
+def effective_timeout(spec_timeout: float, host_timeout: Any) -> float:
+    """The smaller of the spec's deadline and LiteLLM's ``timeout`` argument (a number or ``httpx.Timeout``)."""
+    if isinstance(host_timeout, httpx.Timeout):
+        host_timeout = host_timeout.read or host_timeout.pool
+    if isinstance(host_timeout, (int, float)) and host_timeout > 0:
+        return min(spec_timeout, float(host_timeout))
+    return spec_timeout
+
+
+def build_request(
+    *, model: str, messages: Any, optional_params: dict[str, Any], timeout: Any, presets: PresetStore
+) -> FusionRequest:
+    """Validate everything about one call and return the request the pipeline runs."""
+    spec = presets.resolve(model, fusion_overrides(optional_params))
+    final_params = {k: v for k, v in optional_params.items() if k in FINAL_ANSWER_PARAMS and v is not None}
+    return FusionRequest(
+        name=model,
+        spec=spec,
+        messages=validate_messages(messages),
+        final_params=final_params,
+        timeout=effective_timeout(spec.timeout, timeout),
+    )

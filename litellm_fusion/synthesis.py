@@ -1,0 +1,95 @@
+"""The synthesizer: writes the final answer from the conversation, the panel's answers and the analysis.
+
+It is the only stage that sees the client's ``tools``, ``tool_choice``, ``response_format``, ``stop``,
+``n`` and sampling parameters, because its output is what the client receives.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from . import prompts
+from .config import FusionSpec, MemberSpec
+from .nested import CompleteFn, member_kwargs, timed_call
+from .usage import CallRecord, UsageLedger, cost_of, usage_of
+
+__all__ = ["FINAL_ANSWER_PARAMS", "synthesis_messages", "synthesize", "stream_synthesis"]
+
+FINAL_ANSWER_PARAMS = frozenset(
+    {
+        "tools", "tool_choice", "parallel_tool_calls", "functions", "function_call", "response_format",
+        "stop", "n", "temperature", "top_p", "seed", "max_tokens", "presence_penalty", "frequency_penalty",
+        "logit_bias", "logprobs", "top_logprobs",
+    }
+)  # fmt: skip
+"""Client parameters that shape the final answer, so they go to the synthesizer and to no one else."""
+
+
+def synthesis_messages(
+    messages: list[dict[str, Any]], answers: dict[str, str], analysis: dict[str, Any] | None, nonce: str
+) -> list[dict[str, Any]]:
+    """The brief as a leading system message, then the client's conversation unchanged."""
+    return [{"role": "system", "content": prompts.synthesizer_brief(answers, analysis, nonce)}, *messages]
+
+
+def _kwargs(
+    writer: MemberSpec, spec: FusionSpec, messages: list[dict[str, Any]], final_params: dict[str, Any], timeout: float
+) -> dict[str, Any]:
+    return member_kwargs(writer, spec, messages, timeout=timeout, extra=final_params)
+
+
+async def synthesize(
+    *,
+    writer: MemberSpec,
+    spec: FusionSpec,
+    messages: list[dict[str, Any]],
+    final_params: dict[str, Any],
+    complete: CompleteFn,
+    ledger: UsageLedger,
+    timeout: float,
+) -> tuple[Any, CallRecord]:
+    """One non-streaming synthesizer call; returns the nested response (to copy from) and its record."""
+    kwargs = _kwargs(writer, spec, messages, final_params, timeout)
+    return await timed_call(complete, kwargs, role="synthesizer", member=writer, ledger=ledger)
+
+
+async def stream_synthesis(
+    *,
+    writer: MemberSpec,
+    spec: FusionSpec,
+    messages: list[dict[str, Any]],
+    final_params: dict[str, Any],
+    complete: CompleteFn,
+    ledger: UsageLedger,
+    timeout: float,
+) -> AsyncIterator[Any]:
+    """Stream the synthesizer's chunks as they arrive; its usage and cost go into ``ledger`` at the end."""
+    kwargs = _kwargs(writer, spec, messages, final_params, timeout)
+    kwargs.update(stream=True, stream_options={"include_usage": True})
+    started = time.perf_counter()
+    stream = await complete(**kwargs)
+    usage = None
+    async for chunk in stream:
+        if getattr(chunk, "usage", None) is not None:
+            usage = chunk.usage
+        yield chunk
+    prompt_tokens, completion_tokens = usage_of(usage)
+    ledger.add(
+        CallRecord(
+            role="synthesizer",
+            model=writer.model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            # The stream wrapper's stamped cost is 0.0 until LiteLLM's logging runs, so price it from usage.
+            cost=cost_of(
+                None,
+                model=writer.model,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                prices=(writer.input_cost_per_token, writer.output_cost_per_token),
+            ),
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+    )
