@@ -129,14 +129,18 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return path
 
 
-def _explain(error: dict[str, Any], model_cls: type[BaseModel]) -> str:
-    path = _field_path(error["loc"])
+def _owner(loc: tuple[Any, ...]) -> type[BaseModel]:
+    return MemberSpec if any(part in {"panel", "judge", "synthesizer"} for part in loc[:-1]) else FusionSpec
+
+
+def _explain(error: dict[str, Any]) -> str:
+    loc = error["loc"]
+    path = _field_path(loc)
+    owner = _owner(loc)
     if error["type"] == "extra_forbidden":
-        owner = MemberSpec if any(p in {"panel", "judge", "synthesizer"} for p in error["loc"][:-1]) else model_cls
-        allowed = ", ".join(owner.model_fields)
-        return f"{path}: unknown field; allowed fields are: {allowed}"
+        return f"{path}: unknown field; allowed fields are: {', '.join(owner.model_fields)}"
     if error["type"] == "missing":
-        field = model_cls.model_fields.get(str(error["loc"][-1]))
+        field = owner.model_fields.get(str(loc[-1]))
         return f"{path}: required ({field.description if field else 'set it'})"
     message = error["msg"].removeprefix("Value error, ")
     got = error.get("input")
@@ -144,12 +148,17 @@ def _explain(error: dict[str, Any], model_cls: type[BaseModel]) -> str:
     return f"{path}: {message}{shown}"
 
 
+def _members_as_dicts(data: dict[str, Any]) -> dict[str, Any]:
+    """``judge: "openai/x"`` → ``judge: {model: "openai/x"}``, so a request can override one of its fields."""
+    return {key: ({"model": value} if key in {"judge", "synthesizer"} and isinstance(value, str) else value) for key, value in data.items()}
+
+
 def validate_spec(data: dict[str, Any], *, source: str = "request") -> FusionSpec:
     """Validate a merged spec dict; any problem becomes one 400 listing every bad field."""
     try:
         return FusionSpec.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(_explain(err, FusionSpec) for err in exc.errors())
+        problems = "; ".join(_explain(err) for err in exc.errors())
         raise FusionConfigError(f"invalid fusion spec ({source}): {problems}") from None
 
 
@@ -214,5 +223,6 @@ class PresetStore:
                     model=f"fusion/{name}",
                 )
             base = {}
-        return validate_spec(deep_merge(base, overrides), source=f"fusion/{name}")
+        # A string member in the request replaces the preset's member whole; a dict merges into it.
+        return validate_spec(deep_merge(_members_as_dicts(base), overrides), source=f"fusion/{name}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -310,9 +311,13 @@ def test_main_entry_point_prints_url_and_serves(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "litellm_fusion.testing", "--port", "0", "--scripts", str(scripts)],
         cwd=REPO_ROOT,
+        # Importing the parent package imports litellm; keep it from reaching for the network.
+        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
         stdout=subprocess.PIPE,
         text=True,
     )
+    watchdog = threading.Timer(60, proc.kill)  # a server that never prints must not hang the suite
+    watchdog.start()
     try:
         base_url = proc.stdout.readline().strip()
         assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
@@ -324,4 +329,5 @@ def test_main_entry_point_prints_url_and_serves(tmp_path):
         assert post("other")["choices"][0]["message"]["content"] == "fallback"
     finally:
         proc.terminate()
-        assert proc.wait(timeout=5) == 0
+        watchdog.cancel()
+        assert proc.wait(timeout=10) == 0  # SIGTERM is a clean shutdown

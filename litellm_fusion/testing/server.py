@@ -202,7 +202,7 @@ class ScriptedServer:
         ready.wait()
         if self._startup_error is not None:
             self._thread.join()
-            self._thread = None
+            self._thread = self._loop = None
             raise self._startup_error
         return self
 
@@ -431,85 +431,43 @@ class ScriptedServer:
         if script.hang:
             await asyncio.Event().wait()  # only cancellation (client gone, or stop()) ends this
         if script.status != 200:
-            return await self._send_error(request, exchange, script.status, script.error_message, script.retry_after)
+            return await self._send_error(
+                request, exchange, script.status, script.error_message, script.retry_after
+            )
         stream = body.get("stream") is True
         if script.malformed:
             broken = b'{"id": "chatcmpl-broken", "choices": ['
             if stream:
-                return await self._send(request, exchange, b"data: " + broken + b"\n\ndata: [DONE]\n\n", "text/event-stream")
+                return await self._send(
+                    request, exchange, b"data: " + broken + b"\n\ndata: [DONE]\n\n", "text/event-stream"
+                )
             return await self._send(request, exchange, broken, "application/json")
-        text: str | None = None
-        if script.tool_calls is None:
-            try:
-                text = script.text(body) if callable(script.text) else script.text
-                if not isinstance(text, str):
-                    raise TypeError(f"expected str, got {type(text).__name__}")
-            except Exception as exc:  # surface script bugs to the test instead of a bare 500
-                return await self._send_error(request, exchange, 500, f"Script text callable failed: {exc!r}")
+        try:
+            text = None if script.tool_calls is not None else _render_text(script, body)
+        except Exception as exc:  # surface script bugs to the test instead of a bare 500
+            return await self._send_error(request, exchange, 500, f"Script text failed: {exc!r}")
         calls = [(self._next_tool_call_id(), call) for call in script.tool_calls or ()]
-        # Tool-call answers report "tool_calls" unless the script explicitly overrides "stop".
-        finish_reason = "tool_calls" if calls and script.finish_reason == "stop" else script.finish_reason
-        completion = script.completion_tokens
-        if completion is None:
-            completion = 10 * len(calls) if calls else max(1, len((text or "").split()))
-        prompt = script.prompt_tokens if script.prompt_tokens is not None else _prompt_chars(body) // 4 + 1
-        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-        base = {
-            "id": f"chatcmpl-scripted-{exchange.seq}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.get("model", ""),  # echo the requested name, as a proxy sees it
-        }
-        if stream:
-            options = body.get("stream_options")
-            include_usage = isinstance(options, dict) and options.get("include_usage") is True
-            return await self._stream(request, exchange, script, base, text, calls, finish_reason, usage if include_usage else None)
-        message: dict[str, Any] = {"role": "assistant", "content": text}
-        if calls:
-            message["tool_calls"] = [
-                {"id": call_id, "type": "function", "function": {"name": call.name, "arguments": call.encoded_arguments()}}
-                for call_id, call in calls
-            ]
-        payload = {
-            **base,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
-            "usage": usage,
-        }
-        return await self._send(request, exchange, json.dumps(payload).encode(), "application/json", drip=script.drip)
+        reply = _Reply(
+            id=f"chatcmpl-scripted-{exchange.seq}",
+            created=int(time.time()),
+            model=str(body.get("model", "")),  # echo the requested name, as a proxy sees it
+            text=text,
+            calls=calls,
+            # Tool-call answers report "tool_calls" unless the script overrides the default.
+            finish_reason="tool_calls" if calls and script.finish_reason == "stop" else script.finish_reason,
+            usage=_usage(script, body, text, len(calls)),
+        )
+        if not stream:
+            payload = json.dumps(reply.completion()).encode()
+            return await self._send(request, exchange, payload, "application/json", drip=script.drip)
 
-    async def _stream(
-        self,
-        request: web.Request,
-        exchange: _Exchange,
-        script: Script,
-        base: dict[str, Any],
-        text: str | None,
-        calls: list[tuple[str, ToolCall]],
-        finish_reason: str,
-        usage: dict[str, int] | None,
-    ) -> web.StreamResponse:
-        def event(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-            choice = {"index": 0, "delta": delta, "finish_reason": finish}
-            return {**base, "object": "chat.completion.chunk", "choices": [choice]}
-
-        # (chunk, is_content): content and tool-argument chunks count for break_stream_after.
-        events = [(event({"role": "assistant", "content": None if calls else ""}), False)]
-        for index, (call_id, call) in enumerate(calls):
-            function = {"name": call.name, "arguments": ""}
-            events.append((event({"tool_calls": [{"index": index, "id": call_id, "type": "function", "function": function}]}), False))
-            for piece in _split(call.encoded_arguments(), script.chunk_chars):
-                events.append((event({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}), True))
-        for piece in _split(text or "", script.chunk_chars):
-            events.append((event({"content": piece}), True))
-        events.append((event({}, finish_reason), False))
-        if usage is not None:
-            events.append(({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}, False))
-
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         exchange.status = 200
         content_sent = 0
-        for position, (chunk, is_content) in enumerate(events):
+        for position, (chunk, is_content) in enumerate(reply.chunks(script.chunk_chars, include_usage)):
             if position and script.chunk_delay:
                 await asyncio.sleep(script.chunk_delay)
             await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
@@ -555,7 +513,12 @@ class ScriptedServer:
         return response
 
     async def _send_error(
-        self, request: web.Request, exchange: _Exchange, status: int, message: str, retry_after: float | None = None
+        self,
+        request: web.Request,
+        exchange: _Exchange,
+        status: int,
+        message: str,
+        retry_after: float | None = None,
     ) -> web.StreamResponse:
         fallback = ("server_error" if status >= 500 else "invalid_request_error", None)
         kind, code = _ERROR_KINDS.get(status, fallback)
@@ -564,8 +527,72 @@ class ScriptedServer:
         return await self._send(request, exchange, payload, "application/json", status=status, headers=headers)
 
 
+@dataclass(frozen=True)
+class _Reply:
+    """A successful answer, rendered as one completion or as stream chunks."""
+
+    id: str
+    created: int
+    model: str
+    text: str | None
+    calls: list[tuple[str, ToolCall]]
+    finish_reason: str
+    usage: dict[str, int]
+
+    def _head(self, kind: str) -> dict[str, Any]:
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.model}
+
+    def completion(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": self.text}
+        if self.calls:
+            message["tool_calls"] = [
+                {"id": call_id, "type": "function", "function": {"name": c.name, "arguments": c.encoded_arguments()}}
+                for call_id, c in self.calls
+            ]
+        choice = {"index": 0, "message": message, "finish_reason": self.finish_reason}
+        return {**self._head("chat.completion"), "choices": [choice], "usage": self.usage}
+
+    def chunks(self, chunk_chars: int, include_usage: bool) -> list[tuple[dict[str, Any], bool]]:
+        """``(chunk, is_content)`` pairs; content and tool-argument chunks are the "content"
+        that ``break_stream_after`` counts."""
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+            return {**self._head("chat.completion.chunk"), "choices": [choice]}
+
+        out = [(chunk({"role": "assistant", "content": None if self.calls else ""}), False)]
+        for index, (call_id, call) in enumerate(self.calls):
+            # OpenAI style: the first delta of a call carries id, type and name; then arguments.
+            opening = {"index": index, "id": call_id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+            out.append((chunk({"tool_calls": [opening]}), False))
+            for piece in _split(call.encoded_arguments(), chunk_chars):
+                out.append((chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}), True))
+        out += [(chunk({"content": piece}), True) for piece in _split(self.text or "", chunk_chars)]
+        out.append((chunk({}, self.finish_reason), False))
+        if include_usage:
+            out.append(({**self._head("chat.completion.chunk"), "choices": [], "usage": self.usage}, False))
+        return out
+
+
 def _split(text: str, size: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _render_text(script: Script, body: dict[str, Any]) -> str:
+    text = script.text(body) if callable(script.text) else script.text
+    if not isinstance(text, str):
+        raise TypeError(f"Script.text must be or return str, got {type(text).__name__}")
+    return text
+
+
+def _usage(script: Script, body: dict[str, Any], text: str | None, n_calls: int) -> dict[str, int]:
+    prompt = script.prompt_tokens
+    if prompt is None:
+        prompt = _prompt_chars(body) // 4 + 1
+    completion = script.completion_tokens
+    if completion is None:
+        completion = 10 * n_calls if n_calls else max(1, len((text or "").split()))
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 def _prompt_chars(body: dict[str, Any]) -> int:

@@ -1,0 +1,281 @@
+"""The ``litellm-fusion`` command: ``demo`` (offline, scripted panel), ``ask`` (real providers), ``presets``.
+
+Reports go to stdout, progress notes to stderr. A fusion or LiteLLM error prints ``error: <message>`` and
+exits 1 (``LITELLM_FUSION_RAISE=1`` re-raises it); missing provider keys exit 2 before any call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import textwrap
+import time
+from typing import Any
+
+__all__ = ["main"]
+
+DEMO_QUESTION = (
+    "A bakery sells muffins for $3 each and cookies for $1.50 each. On Monday it sold 48 muffins and twice as "
+    "many cookies as muffins. On Tuesday it sold 25% more muffins than on Monday and half as many cookies as on "
+    "Monday. What was the bakery's total revenue over the two days?"
+)
+# (model, latency in seconds, scripted answer); the third member misreads "half as many cookies as on Monday".
+DEMO_PANEL = [
+    ("openai/gpt-4o-mini", 0.35, "Monday: 48 muffins x $3 = $144; 96 cookies x $1.50 = $144; Monday = $288.\n"
+     "Tuesday: 48 x 1.25 = 60 muffins x $3 = $180; 96 / 2 = 48 cookies x $1.50 = $72; Tuesday = $252.\n"
+     "Total revenue: $288 + $252 = $540."),
+    ("openai/gpt-4.1-mini", 0.45, "Count each product over both days. Muffins: 48 + 60 = 108, so 108 x $3 = $324. "
+     "Cookies: 96 on Monday and 48 on Tuesday, 144 in all, so 144 x $1.50 = $216.\nTotal: $324 + $216 = $540."),
+    ("openai/gpt-4.1-nano", 0.6, "Monday: 48 x $3 + 96 x $1.50 = $288.\nTuesday: 60 muffins, and half as many "
+     "cookies, so 30 cookies: 60 x $3 + 30 x $1.50 = $225.\nTotal: $288 + $225 = $513."),
+]
+DEMO_JUDGE, DEMO_SYNTHESIZER = "openai/gpt-4o", "openai/gpt-4.1"
+DEMO_FINAL = (
+    "The bakery took in $540 over the two days.\n\n"
+    "- Monday: 48 muffins x $3 = $144, and 96 cookies (twice 48) x $1.50 = $144, so $288.\n"
+    "- Tuesday: 60 muffins (25% more than 48) x $3 = $180, and 48 cookies (half of Monday's 96) x $1.50 = $72, so $252.\n\n"
+    "Total: $288 + $252 = $540. Check by product: 108 muffins x $3 = $324 plus 144 cookies x $1.50 = $216 = $540."
+)
+_ANSWER_BLOCK = re.compile(r"<<<ANSWER ([A-Z]) (\S+)>>>\n(.*?)\n<<<END ANSWER \1 \2>>>", re.S)
+
+
+def _demo_analysis(body: dict[str, Any]) -> str:
+    """The scripted judge: an analysis that names the shuffled letters it actually sees in the prompt."""
+    prompt = "\n".join(str(m.get("content")) for m in body.get("messages", []) if m.get("role") == "user")
+    blocks = {letter: text for letter, _, text in _ANSWER_BLOCK.findall(prompt)}
+    wrong = [l for l, t in blocks.items() if "$513" in t]
+    by_product = [l for l, t in blocks.items() if "108" in t]
+    right = sorted(l for l in blocks if l not in wrong)
+    stance = {l: "$513: counts 30 Tuesday cookies (half of Tuesday's muffins); wrong, the question says half of Monday's 96."
+              if l in wrong else "$540 from 48 Tuesday cookies (half of Monday's 96); holds up." for l in sorted(blocks)}
+    analysis = {
+        "consensus": ["Monday revenue is $288: 48 muffins x $3 = $144 plus 96 cookies x $1.50 = $144.",
+                      "Tuesday's muffins are 48 x 1.25 = 60, worth $180."] if blocks else [],
+        "contradictions": [{"topic": "How many cookies were sold on Tuesday, and so the total",
+                            "stances": [{"model": l, "stance": s} for l, s in stance.items()]}] if wrong else [],
+        "partial_coverage": [{"models": right, "point": "The total revenue is $540."}] if wrong and right else [],
+        "unique_insights": [{"model": l, "insight": "Sums by product (108 muffins, 144 cookies) as an independent check."}
+                            for l in by_product],
+        "blind_spots": ["No answer states its assumption that every item sold at full price (no discounts or returns)."],
+    }
+    return json.dumps(analysis)
+
+
+def _demo_writer(body: dict[str, Any]) -> str:
+    """The judge's model when asked to write (synthesizer fallback), else the judge."""
+    first = (body.get("messages") or [{}])[0]
+    if first.get("role") == "system" and str(first.get("content", "")).startswith("You write the final answer"):
+        return DEMO_FINAL
+    return _demo_analysis(body)
+
+
+def _members(spec: Any) -> list[Any]:
+    seen: dict[str, Any] = {}
+    for member in [*spec.panel, spec.judge, spec.synthesizer_or_judge]:
+        seen.setdefault(member.model, member)
+    return list(seen.values())
+
+
+def _missing_keys(spec: Any) -> list[str]:
+    """Provider env vars the spec's members need and the environment lacks (explicit api_key skips the check)."""
+    import litellm
+
+    missing: list[str] = []
+    for member in _members(spec):
+        key = member.api_key
+        if key and key.startswith("os.environ/"):
+            names = [key.removeprefix("os.environ/")] if key.removeprefix("os.environ/") not in os.environ else []
+        elif key:
+            names = []
+        else:
+            result = litellm.validate_environment(model=member.model, api_base=member.api_base)
+            names = [] if result.get("keys_in_environment") else result.get("missing_keys") or []
+        label = " or ".join(names)  # e.g. gemini accepts GOOGLE_API_KEY or GEMINI_API_KEY
+        if label and label not in missing:
+            missing.append(label)
+    return missing
+
+
+def _secs(ms: Any) -> str:
+    return f"{ms / 1000:.2f} s" if isinstance(ms, (int, float)) else "-"
+
+
+def _usd(cost: Any) -> str:
+    return f"${cost:.6f}" if isinstance(cost, (int, float)) else "unpriced"
+
+
+def _block(text: str, indent: str = "    ") -> str:
+    lines = []
+    for line in (text or "").strip().splitlines() or [""]:
+        lines.extend(textwrap.wrap(line, 100, initial_indent=indent, subsequent_indent=indent) or [""])
+    return "\n".join(lines)
+
+
+def _report(question: str, answer: str | None, trace: dict[str, Any], wall: float, *, answer_shown: bool) -> str:
+    letter_of = {model: letter for letter, model in (trace.get("letters") or {}).items()}
+    who = lambda model: f"{letter_of[model]} ({model})" if model in letter_of else str(model)  # noqa: E731
+    out = [f"Question\n{_block(question)}", f"\nPanel ({len(trace['panel'])} models)"]
+    for m in trace["panel"]:
+        tokens = (m.get("usage") or {}).get("total_tokens", "-")
+        out.append(f"  [{m.get('letter') or '-'}] {m['model']}  {m['status']}  {_secs(m['latency_ms'])}  {tokens} tokens  {_usd(m['cost'])}")
+        out.append(_block(m["content"] if m["status"] == "ok" else f"{(m.get('error') or {}).get('message')}", "      "))
+    judge, synth, analysis = trace.get("judge") or {}, trace.get("synthesizer") or {}, trace.get("analysis")
+    out.append(f"\nAnalysis (judge {judge.get('model', '-')})")
+    if analysis is None:
+        out.append(f"  the judge failed ({trace.get('judge_failed')}); the answer was written from the raw answers")
+    else:
+        sections = [
+            ("Consensus", [f"- {p}" for p in analysis["consensus"]]),
+            ("Contradictions", [f"- {c['topic']}\n" + "\n".join(f"      {who(s['model'])}: {s['stance']}" for s in c["stances"])
+                                for c in analysis["contradictions"]]),
+            ("Partial coverage", [f"- {', '.join(map(who, p['models']))}: {p['point']}" for p in analysis["partial_coverage"]]),
+            ("Unique insights", [f"- {who(u['model'])}: {u['insight']}" for u in analysis["unique_insights"]]),
+            ("Blind spots", [f"- {b}" for b in analysis["blind_spots"]]),
+        ]
+        for title, items in sections:
+            out.append(f"  {title}:" + ("" if items else " (none)"))
+            out.extend(f"    {item}" for item in items)
+    if not answer_shown:
+        out.append(f"\nFinal answer (synthesizer {synth.get('model', '-')})\n{_block(answer or '')}")
+    usage = trace.get("usage") or {}
+    panel_ms = max((m["latency_ms"] for m in trace["panel"]), default=None)
+    out += [
+        "\nTotals",
+        f"  tokens: {usage.get('total_tokens', 0)} (prompt {usage.get('prompt_tokens', 0)}, completion {usage.get('completion_tokens', 0)})",
+        f"  cost:   {trace.get('cost', 0.0):.6f} USD" + (f" (unpriced: {', '.join(trace['unpriced_models'])})" if trace.get("unpriced_models") else ""),
+        f"  wall:   {wall:.2f} s (panel {_secs(panel_ms)}, judge {_secs(judge.get('latency_ms'))}, synthesizer {_secs(synth.get('latency_ms'))})",
+    ]
+    if trace.get("degraded"):
+        out.append(f"  degraded: failed models {trace.get('failed_models')}, judge_failed={trace.get('judge_failed')}")
+    return "\n".join(out)
+
+
+def _run(model: str, question: str, fusion: dict[str, Any], *, stream: bool, as_json: bool) -> None:
+    """One fusion call through ``litellm.completion``; prints the answer (streamed if asked) and the report."""
+    import litellm
+
+    messages = [{"role": "user", "content": question}]
+    started = time.perf_counter()
+    if not stream:
+        response = litellm.completion(model=model, messages=messages, fusion=fusion)
+        answer, trace = response.choices[0].message.content, response._hidden_params["fusion"]
+    else:
+        if not as_json:
+            print(f"Final answer (streaming from {model})", flush=True)
+        parts, trace = [], None
+        for chunk in litellm.completion(model=model, messages=messages, fusion=fusion, stream=True):
+            delta = chunk.choices[0].delta if chunk.choices else None
+            text = getattr(delta, "content", None) or ""
+            if text and not as_json:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            parts.append(text)
+            # The trace rides on the last content chunk: as chunk.fusion and in delta.provider_specific_fields.
+            found = getattr(chunk, "fusion", None) or (getattr(delta, "provider_specific_fields", None) or {}).get("fusion")
+            trace = found or trace
+        answer = "".join(parts)
+        if not as_json:
+            print("\n")
+        if trace is None:
+            raise RuntimeError("the stream ended without a fusion trace")
+    wall = time.perf_counter() - started
+    if as_json:
+        print(json.dumps({**trace, "answer": answer}, indent=2, default=str))
+    else:
+        print(_report(question, answer, trace, wall, answer_shown=stream))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import litellm_fusion
+    from litellm_fusion.testing import Script, ScriptedServer
+
+    question = args.question or DEMO_QUESTION
+    if args.question:
+        print("note: the demo panel is scripted; its answers are for the default question", file=sys.stderr)
+    scripts = {model.split("/", 1)[1]: Script(text=text, latency=latency) for model, latency, text in DEMO_PANEL}
+    scripts[DEMO_JUDGE.split("/", 1)[1]] = Script(text=_demo_writer, latency=0.5)
+    scripts[DEMO_SYNTHESIZER.split("/", 1)[1]] = Script(text=_demo_writer, latency=0.3, chunk_chars=8, chunk_delay=0.01)
+    with ScriptedServer(scripts) as server:
+        def member(model: str) -> dict[str, Any]:
+            return {"model": model, "api_base": server.base_url, "api_key": "sk-demo"}
+
+        spec = {"panel": [member(m) for m, _, _ in DEMO_PANEL], "judge": member(DEMO_JUDGE), "synthesizer": member(DEMO_SYNTHESIZER)}
+        print(f"demo: scripted OpenAI-compatible server at {server.base_url}; real LiteLLM calls, real prices", file=sys.stderr)
+        litellm_fusion.register()
+        _run("fusion/demo", question, spec, stream=args.stream, as_json=args.json)
+    return 0
+
+
+def _ask(args: argparse.Namespace) -> int:
+    import litellm_fusion
+
+    overrides = json.loads(args.fusion) if args.fusion else {}
+    handler = litellm_fusion.register()
+    spec = handler.presets.resolve(args.preset, overrides)
+    missing = _missing_keys(spec)
+    if missing:
+        print(f"missing API keys for fusion/{args.preset}: set {', '.join(missing)}", file=sys.stderr)
+        return 2
+    _run(f"fusion/{args.preset}", args.question, overrides, stream=args.stream, as_json=args.json)
+    return 0
+
+
+def _presets(args: argparse.Namespace) -> int:
+    from litellm_fusion import FusionSpec, PresetStore
+
+    store = PresetStore()
+    for name in store.names():
+        spec = FusionSpec.model_validate(store.get(name))
+        writer = spec.synthesizer.model if spec.synthesizer else f"{spec.judge.model} (the judge)"
+        print(f"{name}\n  panel:       {', '.join(m.model for m in spec.panel)}\n  judge:       {spec.judge.model}\n  synthesizer: {writer}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="litellm-fusion", description="Multi-model ensemble (fusion) models for LiteLLM.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="run an offline fusion against a scripted local server")
+    demo.add_argument("--question", help="the question to ask (the scripted answers fit the default one)")
+    ask = commands.add_parser("ask", help="run a fusion with real providers (API keys from the environment)")
+    ask.add_argument("question")
+    ask.add_argument("--preset", default="budget", help="preset name (default: budget)")
+    ask.add_argument("--fusion", help='JSON overrides merged over the preset, e.g. \'{"judge": "openai/gpt-5.4"}\'')
+    for sub in (demo, ask):
+        sub.add_argument("--stream", action="store_true", help="stream the final answer as it arrives")
+        sub.add_argument("--json", action="store_true", help="print the full trace (plus the answer) as JSON")
+    commands.add_parser("presets", help="list the presets (built-ins plus $LITELLM_FUSION_PRESETS)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``litellm-fusion`` and ``python -m litellm_fusion``; returns the exit code."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error
+        return exc.code if isinstance(exc.code, int) else 2
+    if args.command == "ask" and args.fusion:
+        try:
+            if not isinstance(json.loads(args.fusion), dict):
+                raise ValueError("not an object")
+        except ValueError as exc:
+            print(f"error: --fusion must be a JSON object: {exc}", file=sys.stderr)
+            return 2
+    if args.command in ("demo", "presets"):
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # offline: no price-map download
+    try:
+        import openai
+
+        from litellm_fusion.errors import FusionError
+
+        return {"demo": _demo, "ask": _ask, "presets": _presets}[args.command](args)
+    except Exception as exc:
+        if os.environ.get("LITELLM_FUSION_RAISE") == "1" or not isinstance(exc, (FusionError, openai.APIError)):
+            raise
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,115 @@
+"""Shared fixtures: one scripted upstream server per session, LiteLLM with fusion registered.
+
+The cost map must be the bundled one (no network), so the variable is set before LiteLLM is imported.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import json  # noqa: E402
+import re  # noqa: E402
+from typing import Any  # noqa: E402
+
+import litellm  # noqa: E402
+import pytest  # noqa: E402
+
+import litellm_fusion  # noqa: E402
+from litellm_fusion.config import PresetStore  # noqa: E402
+from litellm_fusion.testing import Script, ScriptedServer  # noqa: E402
+
+UPSTREAM_KEY = "sk-upstream-test"
+
+# Real model ids from LiteLLM's price map, so every nested call has a real cost. The server sees them
+# without the ``openai/`` prefix, which tells the stages apart.
+PANEL_MODELS = ("openai/gpt-4o-mini", "openai/gpt-4.1-mini", "openai/gpt-4.1-nano")
+JUDGE_MODEL = "openai/gpt-4o"
+SYNTH_MODEL = "openai/gpt-4.1"
+
+PANEL_TEXT = {
+    "gpt-4o-mini": "Answer from the first member: Paris is the capital of France.",
+    "gpt-4.1-mini": "Answer from the second member: the capital is Paris, on the Seine.",
+    "gpt-4.1-nano": "Answer from the third member: Lyon is the capital (wrong).",
+}
+SYNTH_TEXT = "Paris is the capital of France; the Lyon claim is wrong."
+CONSENSUS_MARKER = "CONSENSUS-MARKER-7f3a: Paris is the capital"
+
+
+def upstream(model: str) -> str:
+    """The model name the scripted server sees for a LiteLLM model id."""
+    return model.removeprefix("openai/")
+
+
+def analysis_for(body: dict[str, Any]) -> dict[str, Any]:
+    """A valid analysis naming, by letter, every answer block present in the judge prompt."""
+    prompt = "\n".join(m.get("content") or "" for m in body.get("messages", []) if isinstance(m.get("content"), str))
+    letters = sorted(set(re.findall(r"<<<ANSWER ([A-Z]) ", prompt))) or ["A"]
+    return {
+        "consensus": [CONSENSUS_MARKER],
+        "contradictions": [
+            {"topic": "which city is the capital", "stances": [{"model": letter, "stance": f"stance of {letter}"} for letter in letters]}
+        ],
+        "partial_coverage": [{"models": letters[:2], "point": "mentions the Seine"}],
+        "unique_insights": [{"model": letters[0], "insight": "a unique point"}],
+        "blind_spots": ["nobody gave the population"],
+    }
+
+
+def judge_text(body: dict[str, Any]) -> str:
+    """Script text for the judge: valid analysis JSON built from the request."""
+    return json.dumps(analysis_for(body))
+
+
+def default_scripts() -> dict[str, Script]:
+    scripts: dict[str, Script] = {name: Script(text=text) for name, text in PANEL_TEXT.items()}
+    scripts[upstream(JUDGE_MODEL)] = Script(text=judge_text)
+    scripts[upstream(SYNTH_MODEL)] = Script(text=SYNTH_TEXT)
+    return scripts
+
+
+@pytest.fixture(scope="session")
+def server():
+    """One scripted OpenAI-compatible server for the whole session."""
+    srv = ScriptedServer().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def upstream_server(server: ScriptedServer) -> ScriptedServer:
+    """The session server, with records cleared and the default scripts installed for this test."""
+    server.wait_idle(5.0)
+    for model, script in default_scripts().items():
+        server.set_script(model, script)
+    server.reset()
+    return server
+
+
+def member(server: ScriptedServer, model: str, **extra: Any) -> dict[str, Any]:
+    """A member dict pointing at the scripted server with the upstream key."""
+    return {"model": model, "api_base": server.base_url, "api_key": UPSTREAM_KEY, **extra}
+
+
+@pytest.fixture
+def spec(upstream_server: ScriptedServer) -> dict[str, Any]:
+    """A full fusion spec: three panel members, a judge and a synthesizer, all on the scripted server."""
+    return {
+        "panel": [member(upstream_server, model) for model in PANEL_MODELS],
+        "judge": member(upstream_server, JUDGE_MODEL),
+        "synthesizer": member(upstream_server, SYNTH_MODEL),
+    }
+
+
+@pytest.fixture
+def fusion_registered():
+    """``litellm_fusion.register()`` with a fresh preset store; restores LiteLLM's provider map after."""
+    saved_map = list(litellm.custom_provider_map)
+    saved_presets = litellm_fusion.fusion_llm.presets
+    litellm_fusion.fusion_llm.presets = PresetStore()
+    try:
+        yield litellm_fusion.register()
+    finally:
+        litellm_fusion.fusion_llm.presets = saved_presets
+        litellm.custom_provider_map = saved_map
