@@ -117,10 +117,12 @@ def _block(text: str, indent: str = "    ") -> str:
 def _report(question: str, answer: str | None, trace: dict[str, Any], wall: float, *, answer_shown: bool) -> str:
     letter_of = {model: letter for letter, model in (trace.get("letters") or {}).items()}
     who = lambda model: f"{letter_of[model]} ({model})" if model in letter_of else str(model)  # noqa: E731
-    out = [f"Question\n{_block(question)}", f"\nPanel ({len(trace['panel'])} models)"]
+    out = [f"Question\n{_block(question)}", f"\nPanel ({len(trace['panel'])} models, answers lettered as the judge saw them)"]
+    width = max((len(m["model"]) for m in trace["panel"]), default=0)
     for m in trace["panel"]:
         tokens = (m.get("usage") or {}).get("total_tokens", "-")
-        out.append(f"  [{m.get('letter') or '-'}] {m['model']}  {m['status']}  {_secs(m['latency_ms'])}  {tokens} tokens  {_usd(m['cost'])}")
+        out.append(f"  [{m.get('letter') or '-'}] {m['model']:<{width}}  {m['status']:<7} {_secs(m['latency_ms']):>7}  "
+                   f"{tokens:>5} tokens  {_usd(m['cost'])}")
         out.append(_block(m["content"] if m["status"] == "ok" else f"{(m.get('error') or {}).get('message')}", "      "))
     judge, synth, analysis = trace.get("judge") or {}, trace.get("synthesizer") or {}, trace.get("analysis")
     out.append(f"\nAnalysis (judge {judge.get('model', '-')})")
@@ -139,7 +141,7 @@ def _report(question: str, answer: str | None, trace: dict[str, Any], wall: floa
             out.append(f"  {title}:" + ("" if items else " (none)"))
             out.extend(f"    {item}" for item in items)
     if not answer_shown:
-        out.append(f"\nFinal answer (synthesizer {synth.get('model', '-')})\n{_block(answer or '')}")
+        out.append(f"\nFinal answer (synthesizer {synth.get('model', '-')})\n{(answer or '').strip()}")  # verbatim
     usage = trace.get("usage") or {}
     panel_ms = max((m["latency_ms"] for m in trace["panel"]), default=None)
     out += [
@@ -157,6 +159,7 @@ def _run(model: str, question: str, fusion: dict[str, Any], *, stream: bool, as_
     """One fusion call through ``litellm.completion``; prints the answer (streamed if asked) and the report."""
     import litellm
 
+    litellm.suppress_debug_info = True  # LiteLLM's "Give Feedback" banners would land in stdout
     messages = [{"role": "user", "content": question}]
     started = time.perf_counter()
     if not stream:
@@ -267,13 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("demo", "presets"):
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # offline: no price-map download
     try:
-        import openai
-
-        from litellm_fusion.errors import FusionError
-
         return {"demo": _demo, "ask": _ask, "presets": _presets}[args.command](args)
     except Exception as exc:
-        if os.environ.get("LITELLM_FUSION_RAISE") == "1" or not isinstance(exc, (FusionError, openai.APIError)):
+        # FusionError subclasses LiteLLM's exceptions; matching by module also covers a FusionError raised
+        # while importing litellm_fusion (a bad $LITELLM_FUSION_PRESETS file), before its class is at hand.
+        ours = type(exc).__module__.split(".")[0] in ("litellm", "litellm_fusion", "openai")
+        if os.environ.get("LITELLM_FUSION_RAISE") == "1" or not ours:
             raise
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 1

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -25,6 +26,9 @@ from .presets import BUILTIN_PRESETS
 __all__ = [
     "MemberSpec",
     "FusionSpec",
+    "ClientPolicy",
+    "Exposure",
+    "EXPOSURE_LEVELS",
     "PresetStore",
     "deep_merge",
     "load_presets_file",
@@ -64,6 +68,22 @@ class MemberSpec(BaseModel):
         return value
 
 
+Exposure = Literal["none", "summary", "full"]
+EXPOSURE_LEVELS: tuple[Exposure, ...] = ("none", "summary", "full")
+
+
+class ClientPolicy(BaseModel):
+    """What a proxy client may override per request (set on the deployment; SDK callers are not limited)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    allow_overrides: bool = Field(True, description="Whether clients may send `fusion` overrides or OpenRouter `plugins` at all.")
+    allowed_models: list[str] | None = Field(
+        None, description="Model names clients may put in panel/judge/synthesizer (default: the proxy's own non-fusion model_names)."
+    )
+    max_panel: int = Field(5, ge=1, le=MAX_PANEL, description="Largest panel a client may ask for.")
+
+
 def _as_member(value: Any) -> Any:
     return {"model": value} if isinstance(value, str) else value
 
@@ -83,6 +103,10 @@ class FusionSpec(BaseModel):
     timeout: float = Field(300.0, gt=0, description="Seconds for the whole request (LiteLLM's `timeout` also applies; the smaller wins).")
     num_retries: int = Field(0, ge=0, le=5, description="Retries per nested call; 0 lets the outer Router own retries.")
     min_quorum: int = Field(1, ge=1, le=MAX_PANEL, description="Panel answers needed to go on; fewer gives a 503.")
+    expose: Exposure = Field(
+        "full", description="How much of the trace the caller gets: `full`, `summary` (no member texts) or `none`; clients may only lower it."
+    )
+    clients: ClientPolicy = Field(default_factory=ClientPolicy, description="What proxy clients may override per request.")
 
     @field_validator("judge", "synthesizer", mode="before")
     @classmethod
@@ -130,7 +154,9 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 
 
 def _owner(loc: tuple[Any, ...]) -> type[BaseModel]:
-    return MemberSpec if any(part in {"panel", "judge", "synthesizer"} for part in loc[:-1]) else FusionSpec
+    if any(part in {"panel", "judge", "synthesizer"} for part in loc[:-1]):
+        return MemberSpec
+    return ClientPolicy if "clients" in loc[:-1] else FusionSpec
 
 
 def _explain(error: dict[str, Any]) -> str:
@@ -208,14 +234,24 @@ class PresetStore:
         spec = self._presets.get(name)
         return copy.deepcopy(spec) if spec is not None else None
 
-    def resolve(self, name: str, overrides: dict[str, Any] | None = None) -> FusionSpec:
-        """The spec for ``fusion/<name>``: the preset deep-merged with ``overrides``, validated."""
-        overrides = overrides or {}
-        if not isinstance(overrides, dict):
-            raise FusionConfigError(f"fusion must be an object (dict), got {type(overrides).__name__}")
+    def resolve(
+        self,
+        name: str,
+        overrides: dict[str, Any] | None = None,
+        *,
+        client_overrides: dict[str, Any] | None = None,
+        check_client: Callable[[dict[str, Any], FusionSpec], dict[str, Any]] | None = None,
+    ) -> FusionSpec:
+        """The spec for ``fusion/<name>``: the preset, deep-merged with trusted ``overrides`` (SDK caller or
+        proxy deployment), then with ``client_overrides`` once ``check_client`` has vetted them against the
+        trusted spec's policy. Validated; any problem is a 400."""
+        layers = [layer or {} for layer in (overrides, client_overrides)]
+        for layer in layers:
+            if not isinstance(layer, dict):
+                raise FusionConfigError(f"fusion must be an object (dict), got {type(layer).__name__}")
         base = self.get(name)
         if base is None:
-            if "panel" not in overrides or "judge" not in overrides:
+            if not any("panel" in layer for layer in layers) or not any("judge" in layer for layer in layers):
                 raise FusionConfigError(
                     f"unknown preset '{name}'. Known presets: {', '.join(self.names())}. "
                     f"Use one of them (model='fusion/budget'), add yours with register(presets=...) or "
@@ -223,6 +259,10 @@ class PresetStore:
                     model=f"fusion/{name}",
                 )
             base = {}
-        # A string member in the request replaces the preset's member whole; a dict merges into it.
-        return validate_spec(deep_merge(_members_as_dicts(base), overrides), source=f"fusion/{name}")
-
+        # A string member in an override replaces the member whole; a dict merges into it.
+        merged = deep_merge(_members_as_dicts(base), layers[0])
+        if layers[1]:
+            trusted = validate_spec(merged, source=f"fusion/{name}")
+            vetted = check_client(layers[1], trusted) if check_client else layers[1]
+            merged = deep_merge(_members_as_dicts(merged), vetted)
+        return validate_spec(merged, source=f"fusion/{name}")

@@ -8,6 +8,7 @@ arguments into a :class:`~litellm_fusion.pipeline.FusionRequest` and the result 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
@@ -17,10 +18,13 @@ import litellm
 from litellm import CustomLLM
 from litellm.types.utils import Choices, GenericStreamingChunk, Message, ModelResponse
 
+from .clients import exposed_trace
 from .config import PresetStore
+from .errors import FusionConfigError
 from .nested import CompleteFn
-from .pipeline import FusionDone, FusionResult, run_fusion, stream_fusion
+from .pipeline import FusionDone, FusionRequest, FusionResult, run_fusion, stream_fusion
 from .request import build_request
+from .routing import proxy_router, routed_complete
 
 __all__ = ["FusionLLM", "fusion_llm", "register"]
 
@@ -62,6 +66,10 @@ class _LoopThread:
 
 _SYNC = _LoopThread()
 
+# Set while a fusion call runs: a nested call that reaches fusion again (a proxy model_name that is
+# itself a fusion deployment, say) is refused instead of fanning out recursively.
+_INSIDE_FUSION: contextvars.ContextVar[bool] = contextvars.ContextVar("litellm_fusion_inside", default=False)
+
 
 def _copy_choices(source: Any) -> list[Choices]:
     choices = []
@@ -82,8 +90,12 @@ def _copy_choices(source: Any) -> list[Choices]:
     return choices
 
 
-def fill_response(model_response: ModelResponse, result: FusionResult, name: str) -> ModelResponse:
-    """Copy the synthesizer's choices into LiteLLM's response and stamp summed usage, cost and trace."""
+def fill_response(model_response: ModelResponse, result: FusionResult, name: str, expose: str = "full") -> ModelResponse:
+    """Copy the synthesizer's choices into LiteLLM's response and stamp summed usage, cost and trace.
+
+    ``_hidden_params["fusion"]`` always holds the full trace (server-side callbacks and SDK callers);
+    the top-level ``fusion`` field, which the proxy returns to its client, follows ``expose``.
+    """
     model_response.choices = _copy_choices(result.response)
     model_response.model = f"fusion/{name}"
     usage = result.ledger.to_usage()
@@ -91,7 +103,9 @@ def fill_response(model_response: ModelResponse, result: FusionResult, name: str
     # usage.cost is what LiteLLM >= 1.109 bills; older versions read only the stamped hidden param.
     model_response._hidden_params["response_cost"] = usage.cost
     model_response._hidden_params["fusion"] = result.trace
-    setattr(model_response, "fusion", result.trace)
+    visible = exposed_trace(result.trace, expose)
+    if visible is not None:
+        setattr(model_response, "fusion", visible)
     return model_response
 
 
@@ -112,7 +126,7 @@ def _generic_chunks(chunk: Any) -> list[GenericStreamingChunk]:
     return out
 
 
-async def generic_stream(events: AsyncIterator[Any]) -> AsyncIterator[GenericStreamingChunk]:
+async def generic_stream(events: AsyncIterator[Any], expose: str = "full") -> AsyncIterator[GenericStreamingChunk]:
     """Forward content and tool-call deltas as they arrive; the last one carries usage, cost and trace.
 
     One chunk is held back so that the final usage rides on a chunk with content: LiteLLM drops usage
@@ -127,8 +141,10 @@ async def generic_stream(events: AsyncIterator[Any]) -> AsyncIterator[GenericStr
                 is_finished=True,
                 finish_reason=finish_reason,
                 usage=event.ledger.usage_dict(),
-                provider_specific_fields={"fusion": event.trace},
             )
+            visible = exposed_trace(event.trace, expose)
+            if visible is not None:
+                last["provider_specific_fields"] = {"fusion": visible}
             yield last
             return
         for chunk in _generic_chunks(event):
@@ -148,30 +164,59 @@ class FusionLLM(CustomLLM):
     Args:
         presets: the preset store; defaults to the built-ins plus ``$LITELLM_FUSION_PRESETS``.
         complete: the nested-call seam (default ``litellm.acompletion``).
+        router: a ``litellm.Router`` whose ``model_name``s members may use (the proxy's own is found by itself).
     """
 
-    def __init__(self, presets: PresetStore | None = None, complete: CompleteFn | None = None) -> None:
+    def __init__(self, presets: PresetStore | None = None, complete: CompleteFn | None = None, router: Any | None = None) -> None:
         super().__init__()
         self.presets = presets or PresetStore()
         self.complete = complete
+        self.router = router
 
-    def _complete(self) -> CompleteFn:
-        return self.complete or litellm.acompletion
+    def _prepare(self, model: str, messages: Any, optional_params: dict[str, Any], litellm_params: dict[str, Any] | None, timeout: Any) -> tuple[FusionRequest, CompleteFn]:
+        if _INSIDE_FUSION.get():
+            raise FusionConfigError(f"fusion/{model} was called from inside a fusion call; fusion models cannot be nested (recursion)")
+        in_proxy = proxy_router()
+        router = in_proxy or self.router
+        request = build_request(
+            model=model,
+            messages=messages,
+            optional_params=optional_params or {},
+            litellm_params=litellm_params,
+            timeout=timeout,
+            presets=self.presets,
+            router=router,
+            from_proxy_client=in_proxy is not None and bool((litellm_params or {}).get("proxy_server_request")),
+        )
+        return request, routed_complete(router, self.complete)
 
-    def _request(self, model: str, messages: Any, optional_params: dict[str, Any], timeout: Any) -> Any:
-        return build_request(model=model, messages=messages, optional_params=optional_params or {}, timeout=timeout, presets=self.presets)
-
-    async def acompletion(self, *, model: str, messages: Any, model_response: ModelResponse, optional_params: dict[str, Any], timeout: Any = None, **_: Any) -> ModelResponse:  # type: ignore[override]
+    async def acompletion(self, *, model: str, messages: Any, model_response: ModelResponse, optional_params: dict[str, Any], litellm_params: dict[str, Any] | None = None, timeout: Any = None, **_: Any) -> ModelResponse:  # type: ignore[override]
         """Run a fusion call and fill ``model_response`` with the answer, summed usage and cost, and trace."""
-        request = self._request(model, messages, optional_params, timeout)
-        result = await run_fusion(request, complete=self._complete())
-        return fill_response(model_response, result, model)
+        request, complete = self._prepare(model, messages, optional_params, litellm_params, timeout)
+        token = _INSIDE_FUSION.set(True)
+        try:
+            result = await run_fusion(request, complete=complete)
+        finally:
+            _INSIDE_FUSION.reset(token)
+        return fill_response(model_response, result, model, request.spec.expose)
 
-    async def astreaming(self, *, model: str, messages: Any, optional_params: dict[str, Any], timeout: Any = None, **_: Any) -> AsyncIterator[GenericStreamingChunk]:  # type: ignore[override]
+    async def astreaming(self, *, model: str, messages: Any, optional_params: dict[str, Any], litellm_params: dict[str, Any] | None = None, timeout: Any = None, **_: Any) -> AsyncIterator[GenericStreamingChunk]:  # type: ignore[override]
         """Stream the synthesizer's answer; the panel and the judge finish before the first chunk."""
-        request = self._request(model, messages, optional_params, timeout)
-        async for chunk in generic_stream(stream_fusion(request, complete=self._complete())):
-            yield chunk
+        request, complete = self._prepare(model, messages, optional_params, litellm_params, timeout)
+        # Set and reset around each step: a generator's context must not leak into the consumer's.
+        events = generic_stream(stream_fusion(request, complete=complete), request.spec.expose)
+        try:
+            while True:
+                token = _INSIDE_FUSION.set(True)
+                try:
+                    chunk = await anext(events)
+                except StopAsyncIteration:
+                    return
+                finally:
+                    _INSIDE_FUSION.reset(token)
+                yield chunk
+        finally:
+            await events.aclose()
 
     def completion(self, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
         """Sync twin of :meth:`acompletion`, run on a private event loop thread."""
@@ -186,15 +231,23 @@ fusion_llm = FusionLLM()
 """The instance LiteLLM calls; the proxy loads it as ``litellm_fusion.fusion_llm``."""
 
 
-def register(*, presets: dict[str, Any] | str | os.PathLike[str] | None = None, provider: str = "fusion") -> FusionLLM:
+def register(
+    *,
+    presets: dict[str, Any] | str | os.PathLike[str] | None = None,
+    router: Any | None = None,
+    provider: str = "fusion",
+) -> FusionLLM:
     """Make ``fusion/<preset>`` models available to LiteLLM (idempotent) and return the handler.
 
     Args:
         presets: extra presets, as a dict of specs or a YAML file path; validated now.
+        router: a ``litellm.Router``; members named after its ``model_name``s are called through it.
         provider: the model prefix (default ``fusion``).
     """
     if presets is not None:
         fusion_llm.presets.add(presets)
+    if router is not None:
+        fusion_llm.router = router
     entries = [item for item in litellm.custom_provider_map if item.get("provider") != provider]
     litellm.custom_provider_map = [*entries, {"provider": provider, "custom_handler": fusion_llm}]
     return fusion_llm

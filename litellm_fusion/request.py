@@ -11,9 +11,11 @@ from typing import Any
 
 import httpx
 
-from .config import PresetStore
+from .clients import ClientVetter, openrouter_overrides
+from .config import FusionSpec, PresetStore
 from .errors import FusionConfigError
 from .pipeline import FusionRequest
+from .routing import deployment_spec, fusion_model_names, router_names
 from .synthesis import FINAL_ANSWER_PARAMS
 
 __all__ = ["build_request", "fusion_overrides", "validate_messages", "effective_timeout"]
@@ -59,11 +61,44 @@ def effective_timeout(spec_timeout: float, host_timeout: Any) -> float:
     return spec_timeout
 
 
+def _refuse_nested_fusion(spec: FusionSpec, fusion_names: set[str]) -> None:
+    roles = [(f"fusion.panel[{i}]", m) for i, m in enumerate(spec.panel)] + [("fusion.judge", spec.judge)]
+    if spec.synthesizer is not None:
+        roles.append(("fusion.synthesizer", spec.synthesizer))
+    for path, member in roles:
+        if member.model in fusion_names:
+            raise FusionConfigError(f"{path}: '{member.model}' is a fusion model; fusion models cannot be nested (recursion)")
+
+
 def build_request(
-    *, model: str, messages: Any, optional_params: dict[str, Any], timeout: Any, presets: PresetStore
+    *,
+    model: str,
+    messages: Any,
+    optional_params: dict[str, Any],
+    litellm_params: dict[str, Any] | None,
+    timeout: Any,
+    presets: PresetStore,
+    router: Any | None = None,
+    from_proxy_client: bool = False,
 ) -> FusionRequest:
-    """Validate everything about one call and return the request the pipeline runs."""
-    spec = presets.resolve(model, fusion_overrides(optional_params))
+    """Validate everything about one call and return the request the pipeline runs.
+
+    SDK callers are trusted: their ``fusion`` (and OpenRouter ``plugins``) merge over the preset as they
+    are. A proxy client's overrides are vetted against the deployment's ``clients`` policy and merge over
+    the deployment's own ``fusion`` spec, which the Router still holds.
+    """
+    litellm_params = litellm_params or {}
+    requested = {**openrouter_overrides(optional_params.get("plugins")), **fusion_overrides(optional_params)}
+    if from_proxy_client:
+        configured = deployment_spec(router, litellm_params) or {}
+        # LiteLLM hands over the deployment's dict when the client sent none: that is not an override.
+        if optional_params.get("fusion") == configured:
+            requested = {**openrouter_overrides(optional_params.get("plugins")), **fusion_overrides({"extra_body": optional_params.get("extra_body")})}
+        proxy_models = router_names(router) - fusion_model_names(router)
+        spec = presets.resolve(model, configured, client_overrides=requested, check_client=ClientVetter(proxy_models))
+    else:
+        spec = presets.resolve(model, requested)
+    _refuse_nested_fusion(spec, fusion_model_names(router))
     final_params = {k: v for k, v in optional_params.items() if k in FINAL_ANSWER_PARAMS and v is not None}
     return FusionRequest(
         name=model,
