@@ -11,7 +11,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test,proxy]'
 	touch $@
 
-.PHONY: install demo test
+# The SDK tiers again on the newest LiteLLM in the supported range (pyproject.toml), in a second venv.
+NEWEST_LITELLM ?= 1.110.2
+$(VENV)-newest/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)-newest
+	$(VENV)-newest/bin/pip install -q --upgrade pip
+	grep -v '^litellm==' constraints.txt > $(VENV)-newest/constraints.txt
+	$(VENV)-newest/bin/pip install -q -c $(VENV)-newest/constraints.txt -e '.[test]' 'litellm==$(NEWEST_LITELLM)'
+	touch $@
+
+.PHONY: install demo test test-newest
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -21,3 +30,6 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -q -m "not e2e"
 	$(VENV)/bin/python -m pytest -q -m e2e
+
+test-newest: $(VENV)-newest/.installed
+	$(VENV)-newest/bin/python -m pytest -q -m "not e2e" -p no:cacheprovider

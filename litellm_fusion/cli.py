@@ -72,24 +72,16 @@ def _demo_writer(body: dict[str, Any]) -> str:
     return _demo_analysis(body)
 
 
-def _members(spec: Any) -> list[Any]:
-    seen: dict[str, Any] = {}
-    for member in [*spec.panel, spec.judge, spec.synthesizer_or_judge]:
-        seen.setdefault(member.model, member)
-    return list(seen.values())
-
-
 def _missing_keys(spec: Any) -> list[str]:
     """Provider env vars the spec's members need and the environment lacks (explicit api_key skips the check)."""
     import litellm
 
     missing: list[str] = []
-    for member in _members(spec):
+    for member in [*spec.panel, spec.judge, spec.synthesizer_or_judge]:
         key = member.api_key
-        if key and key.startswith("os.environ/"):
-            names = [key.removeprefix("os.environ/")] if key.removeprefix("os.environ/") not in os.environ else []
-        elif key:
-            names = []
+        if key:  # an explicit key, or `os.environ/NAME`
+            name = key.removeprefix("os.environ/")
+            names = [name] if key.startswith("os.environ/") and name not in os.environ else []
         else:
             result = litellm.validate_environment(model=member.model, api_base=member.api_base)
             names = [] if result.get("keys_in_environment") else result.get("missing_keys") or []
@@ -123,7 +115,8 @@ def _report(question: str, answer: str | None, trace: dict[str, Any], wall: floa
         tokens = (m.get("usage") or {}).get("total_tokens", "-")
         out.append(f"  [{m.get('letter') or '-'}] {m['model']:<{width}}  {m['status']:<7} {_secs(m['latency_ms']):>7}  "
                    f"{tokens:>5} tokens  {_usd(m['cost'])}")
-        out.append(_block(m["content"] if m["status"] == "ok" else f"{(m.get('error') or {}).get('message')}", "      "))
+        text = m.get("content") if m["status"] == "ok" else (m.get("error") or {}).get("message")
+        out.append(_block(text or "(answer not exposed)", "      "))
     judge, synth, analysis = trace.get("judge") or {}, trace.get("synthesizer") or {}, trace.get("analysis")
     out.append(f"\nAnalysis (judge {judge.get('model', '-')})")
     if analysis is None:
@@ -147,7 +140,7 @@ def _report(question: str, answer: str | None, trace: dict[str, Any], wall: floa
     out += [
         "\nTotals",
         f"  tokens: {usage.get('total_tokens', 0)} (prompt {usage.get('prompt_tokens', 0)}, completion {usage.get('completion_tokens', 0)})",
-        f"  cost:   {trace.get('cost', 0.0):.6f} USD" + (f" (unpriced: {', '.join(trace['unpriced_models'])})" if trace.get("unpriced_models") else ""),
+        f"  cost:   {0.0:.6f} USD" + (f" (unpriced: {', '.join(trace['unpriced_models'])})" if trace.get("unpriced_models") else ""),
         f"  wall:   {wall:.2f} s (panel {_secs(panel_ms)}, judge {_secs(judge.get('latency_ms'))}, synthesizer {_secs(synth.get('latency_ms'))})",
     ]
     if trace.get("degraded"):
@@ -182,8 +175,11 @@ def _run(model: str, question: str, fusion: dict[str, Any], *, stream: bool, as_
         answer = "".join(parts)
         if not as_json:
             print("\n")
-        if trace is None:
-            raise RuntimeError("the stream ended without a fusion trace")
+        if trace is None:  # the spec's `expose: none` keeps the trace out of responses
+            print("note: this stream carried no fusion trace (the spec sets expose: none)", file=sys.stderr)
+            if as_json:
+                print(json.dumps({"answer": answer}, indent=2))
+            return
     wall = time.perf_counter() - started
     if as_json:
         print(json.dumps({**trace, "answer": answer}, indent=2, default=str))

@@ -17,7 +17,7 @@ import litellm
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import prompts
-from .config import FusionSpec, MemberSpec
+from .config import FusionSpec
 from .nested import CallError, CompleteFn, member_kwargs, timed_call
 from .usage import CallRecord, UsageLedger
 
@@ -154,9 +154,9 @@ def _unletter(analysis: Analysis, names: dict[str, str]) -> dict[str, Any]:
     return data
 
 
-def _supports_schema(member: MemberSpec) -> bool:
+def _supports_schema(model: str) -> bool:
     try:
-        return bool(litellm.supports_response_schema(model=member.model))
+        return bool(litellm.supports_response_schema(model=model))
     except Exception:  # unknown model names make LiteLLM raise; assume no structured output
         return False
 
@@ -171,6 +171,7 @@ async def analyse(
     complete: CompleteFn,
     ledger: UsageLedger,
     timeout: float,
+    aliases: dict[str, str] | None = None,
 ) -> JudgeOutcome:
     """Ask the judge for the analysis of ``answers`` (letter → text); ``names`` maps letters to models."""
     judge = spec.judge
@@ -179,7 +180,7 @@ async def analyse(
         {"role": "user", "content": prompts.judge_user_prompt(messages, answers, nonce)},
     ]
     records: list[CallRecord] = []
-    mode = "json_schema" if _supports_schema(judge) else "prompt"
+    mode = "json_schema" if _supports_schema((aliases or {}).get(judge.model, judge.model)) else "prompt"
 
     async def call(call_messages: list[dict[str, Any]], role: str, extra: dict[str, Any]) -> str:
         kwargs = member_kwargs(judge, spec, call_messages, timeout=timeout, extra=extra)

@@ -41,6 +41,8 @@ class FusionRequest:
     """Client parameters for the synthesizer only (tools, response_format, stop, n, sampling)."""
     timeout: float = 300.0
     """Seconds for the whole request."""
+    aliases: dict[str, str] = field(default_factory=dict)
+    """Router ``model_name`` → the LiteLLM model behind it, for price and capability look-ups."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,6 +127,7 @@ async def _panel_and_judge(run: _Run) -> None:
         complete=run.complete,
         ledger=run.ledger,
         timeout=run.remaining(),
+        aliases=run.request.aliases,
     )
 
 
@@ -210,6 +213,7 @@ async def stream_fusion(
                 complete=complete,
                 ledger=run.ledger,
                 timeout=run.remaining(),
+                price_model=request.aliases.get(writer.model, writer.model),
             )
             sent_any = False
             try:

@@ -99,13 +99,13 @@ def fill_response(model_response: ModelResponse, result: FusionResult, name: str
     model_response.choices = _copy_choices(result.response)
     model_response.model = f"fusion/{name}"
     usage = result.ledger.to_usage()
-    setattr(model_response, "usage", usage)
+    model_response.usage = usage
     # usage.cost is what LiteLLM >= 1.109 bills; older versions read only the stamped hidden param.
     model_response._hidden_params["response_cost"] = usage.cost
     model_response._hidden_params["fusion"] = result.trace
     visible = exposed_trace(result.trace, expose)
     if visible is not None:
-        setattr(model_response, "fusion", visible)
+        model_response.fusion = visible
     return model_response
 
 

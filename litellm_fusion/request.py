@@ -15,7 +15,7 @@ from .clients import ClientVetter, openrouter_overrides
 from .config import FusionSpec, PresetStore
 from .errors import FusionConfigError
 from .pipeline import FusionRequest
-from .routing import deployment_spec, fusion_model_names, router_names
+from .routing import deployment_spec, fusion_model_names, router_names, underlying_models
 from .synthesis import FINAL_ANSWER_PARAMS
 
 __all__ = ["build_request", "fusion_overrides", "validate_messages", "effective_timeout"]
@@ -106,4 +106,5 @@ def build_request(
         messages=validate_messages(messages),
         final_params=final_params,
         timeout=effective_timeout(spec.timeout, timeout),
+        aliases=underlying_models(router),
     )

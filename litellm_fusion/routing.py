@@ -14,7 +14,7 @@ import litellm
 
 from .nested import CompleteFn
 
-__all__ = ["proxy_router", "router_names", "fusion_model_names", "deployment_spec", "routed_complete"]
+__all__ = ["proxy_router", "router_names", "fusion_model_names", "underlying_models", "deployment_spec", "routed_complete"]
 
 
 def proxy_router() -> Any | None:
@@ -48,6 +48,18 @@ def fusion_model_names(router: Any | None) -> set[str]:
         for d in _deployments(router)
         if str((d.get("litellm_params") or {}).get("model", "")).startswith("fusion/")
     }
+
+
+def underlying_models(router: Any | None) -> dict[str, str]:
+    """``model_name`` → the LiteLLM model behind it, for price and capability look-ups of Router members."""
+    if router is None:
+        return {}
+    models: dict[str, str] = {}
+    for deployment in _deployments(router):
+        model = (deployment.get("litellm_params") or {}).get("model")
+        if deployment.get("model_name") and isinstance(model, str):
+            models.setdefault(deployment["model_name"], model)
+    return models
 
 
 def deployment_spec(router: Any | None, litellm_params: dict[str, Any]) -> dict[str, Any] | None:

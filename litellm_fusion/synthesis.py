@@ -64,8 +64,12 @@ async def stream_synthesis(
     complete: CompleteFn,
     ledger: UsageLedger,
     timeout: float,
+    price_model: str | None = None,
 ) -> AsyncIterator[Any]:
-    """Stream the synthesizer's chunks as they arrive; its usage and cost go into ``ledger`` at the end."""
+    """Stream the synthesizer's chunks as they arrive; its usage and cost go into ``ledger`` at the end.
+
+    ``price_model`` is the LiteLLM model to price the stream by (the model behind a Router name).
+    """
     kwargs = _kwargs(writer, spec, messages, final_params, timeout)
     kwargs.update(stream=True, stream_options={"include_usage": True})
     started = time.perf_counter()
@@ -85,7 +89,7 @@ async def stream_synthesis(
             # The stream wrapper's stamped cost is 0.0 until LiteLLM's logging runs, so price it from usage.
             cost=cost_of(
                 None,
-                model=writer.model,
+                model=price_model or writer.model,
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
                 prices=(writer.input_cost_per_token, writer.output_cost_per_token),

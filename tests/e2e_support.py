@@ -1,0 +1,313 @@
+"""Helpers for the proxy end-to-end tests: free ports, a real ``litellm`` proxy process, scripted answers.
+
+``start_proxy(config)`` writes the config (and any extra files, such as a callback module) into a fresh
+directory, launches the venv's ``litellm`` console script on 127.0.0.1, waits for
+``/health/liveliness`` and yields a :class:`Proxy`; on exit it terminates the whole process group and
+waits for it. A proxy that does not come up raises with the tail of its log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+__all__ = [
+    "Proxy",
+    "free_port",
+    "start_proxy",
+    "LITELLM_BIN",
+    "is_judge_request",
+    "is_synth_request",
+    "analysis_json",
+    "responder",
+    "SPEND_PROBE_SOURCE",
+    "read_jsonl",
+]
+
+LITELLM_BIN = Path(sys.executable).parent / "litellm"
+STARTUP_TIMEOUT = 90.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Proxy:
+    """A running ``litellm`` proxy process."""
+
+    base_url: str
+    master_key: str
+    log_path: Path
+    config_path: Path
+    workdir: Path
+    process: subprocess.Popen[bytes]
+    env: dict[str, str] = field(repr=False, default_factory=dict)
+
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
+
+    def log_text(self) -> str:
+        """Everything the proxy wrote so far (stdout and stderr)."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def log_tail(self, lines: int = 80) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def client(self, **kwargs: Any) -> Any:
+        """An ``openai.OpenAI`` client for this proxy with the master key (no SDK retries)."""
+        import openai
+
+        kwargs.setdefault("max_retries", 0)
+        kwargs.setdefault("timeout", 60.0)
+        return openai.OpenAI(base_url=self.base_url + "/v1", api_key=self.master_key, **kwargs)
+
+    def http(self, **kwargs: Any) -> httpx.Client:
+        """A raw httpx client with the master key, for status codes, headers and bodies as sent."""
+        kwargs.setdefault("timeout", 60.0)
+        return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {self.master_key}"}, trust_env=False, **kwargs)
+
+
+def _proxy_env(master_key: str, extra: Mapping[str, str] | None) -> dict[str, str]:
+    env = dict(os.environ)
+    # Never let a developer's real provider keys or proxy settings leak into the test proxy.
+    for name in list(env):
+        if name.upper() in {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"} or name.upper().endswith("_API_KEY"):
+            env.pop(name)
+        elif name.startswith(("LITELLM_", "DATABASE_URL", "REDIS_")):
+            env.pop(name)
+    env.update(
+        {
+            "LITELLM_MASTER_KEY": master_key,
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+            "LITELLM_TELEMETRY": "False",
+            "LITELLM_LOG": "INFO",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra or {})
+    return env
+
+
+def _stop(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """Terminate the proxy and every worker it forked (its own process group), then reap it."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=grace)
+    else:
+        # The leader is gone; make sure no orphaned worker of its group survives.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _wait_live(base_url: str, process: subprocess.Popen[bytes], timeout: float) -> str | None:
+    """None once the proxy answers liveliness; otherwise why it did not."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2.0, trust_env=False) as http:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                return f"exited with code {process.returncode}"
+            try:
+                if http.get(base_url + "/health/liveliness").status_code == 200:
+                    return None
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+    return f"not live after {timeout:.0f}s"
+
+
+@contextlib.contextmanager
+def start_proxy(
+    config: Mapping[str, Any],
+    *,
+    workers: int = 1,
+    env: Mapping[str, str] | None = None,
+    files: Mapping[str, str] | None = None,
+    workdir: str | os.PathLike[str] | None = None,
+    startup_timeout: float = STARTUP_TIMEOUT,
+) -> Iterator[Proxy]:
+    """Run ``litellm --config`` with ``config`` (a dict) and yield the live :class:`Proxy`.
+
+    Args:
+        config: the proxy config, written as YAML into ``workdir``.
+        workers: ``--num_workers``.
+        env: extra environment variables for the proxy.
+        files: extra files (name -> text) written next to the config, e.g. a callback module.
+        workdir: where the config, files and log go (a fresh temp dir by default).
+    """
+    directory = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="litellm-e2e-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in (files or {}).items():
+        (directory / name).write_text(text, encoding="utf-8")
+    config_path = directory / "config.yaml"
+    config_path.write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")
+    master_key = f"sk-test-{secrets.token_hex(16)}"
+    proxy_env = _proxy_env(master_key, env)
+
+    last_error = ""
+    for _attempt in range(2):  # a second try only if the port was taken between free_port() and bind
+        port = free_port()
+        log_path = directory / f"proxy-{port}.log"
+        command = [str(LITELLM_BIN), "--config", str(config_path), "--host", "127.0.0.1", "--port", str(port)]
+        if workers != 1:
+            command += ["--num_workers", str(workers)]
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                command,
+                cwd=directory,
+                env=proxy_env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so teardown reaches every worker
+            )
+        base_url = f"http://127.0.0.1:{port}"
+        proxy = Proxy(base_url, master_key, log_path, config_path, directory, process, proxy_env)
+        try:
+            problem = _wait_live(base_url, process, startup_timeout)
+            if problem is None:
+                yield proxy
+                return
+            last_error = f"litellm proxy on port {port} {problem}; log {log_path}; last lines:\n{proxy.log_tail(60)}"
+            if "address already in use" not in proxy.log_text().lower():
+                break
+        finally:
+            _stop(process)
+    print(last_error, file=sys.stderr)
+    raise RuntimeError(last_error)
+
+
+# ----- scripted answers ------------------------------------------------------------------------------
+
+
+def _messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    messages = body.get("messages")
+    return [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+
+
+def _system_text(body: Mapping[str, Any]) -> str:
+    return "\n".join(m["content"] for m in _messages(body) if m.get("role") == "system" and isinstance(m.get("content"), str))
+
+
+def is_judge_request(body: Mapping[str, Any]) -> bool:
+    """The judge's call (or its repair call)."""
+    system = _system_text(body)
+    return system.startswith("You are the judge") or system.startswith("You convert text into one valid JSON")
+
+
+def is_synth_request(body: Mapping[str, Any]) -> bool:
+    """The synthesizer's call."""
+    return _system_text(body).startswith("You write the final answer")
+
+
+def analysis_json(body: Mapping[str, Any]) -> str:
+    """A valid analysis naming every answer letter present in the judge's user turn."""
+    prompt = "\n".join(m["content"] for m in _messages(body) if m.get("role") == "user" and isinstance(m.get("content"), str))
+    letters = sorted(set(re.findall(r"<<<ANSWER ([A-Z]) ", prompt))) or ["A"]
+    return json.dumps(
+        {
+            "consensus": ["the answers agree"],
+            "contradictions": [{"topic": "detail", "stances": [{"model": x, "stance": f"stance {x}"} for x in letters]}],
+            "partial_coverage": [{"models": letters[:2], "point": "a point"}],
+            "unique_insights": [{"model": letters[0], "insight": "an insight"}],
+            "blind_spots": ["none"],
+        }
+    )
+
+
+def responder(panel_text: str, synth_text: str):  # noqa: ANN201 - a Script.text callable
+    """Script text for a model that may be asked as a panel member, the judge or the synthesizer."""
+
+    def text(body: dict[str, Any]) -> str:
+        if is_judge_request(body):
+            return analysis_json(body)
+        if is_synth_request(body):
+            return synth_text
+        return panel_text
+
+    return text
+
+
+SPEND_PROBE_SOURCE = '''\
+"""Written by the e2e tests: logs every success and failure LiteLLM reports, as JSON lines."""
+import json
+import os
+import threading
+
+from litellm.integrations.custom_logger import CustomLogger
+
+_LOCK = threading.Lock()
+
+
+def _metadata(kwargs):
+    params = kwargs.get("litellm_params") or {}
+    meta = dict(params.get("metadata") or {})
+    meta.update(params.get("litellm_metadata") or {})
+    return meta
+
+
+class SpendProbe(CustomLogger):
+    def _write(self, kind, kwargs):
+        meta = _metadata(kwargs)
+        slp = kwargs.get("standard_logging_object") or {}
+        row = {
+            "kind": kind,
+            "pid": os.getpid(),
+            "model": kwargs.get("model"),
+            "provider": kwargs.get("custom_llm_provider"),
+            "response_cost": kwargs.get("response_cost"),
+            "slo_cost": slp.get("response_cost") if isinstance(slp, dict) else None,
+            "stream": bool(kwargs.get("stream")),
+            "user_api_key_hash": meta.get("user_api_key_hash"),
+            "user_api_key": meta.get("user_api_key"),
+            "model_group": meta.get("model_group"),
+        }
+        with _LOCK, open(os.environ["SPEND_PROBE_FILE"], "a", encoding="utf-8") as out:
+            out.write(json.dumps(row, default=str) + "\\n")
+
+    async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+        self._write("success", kwargs)
+
+    async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
+        self._write("failure", kwargs)
+
+
+probe = SpendProbe()
+'''
+"""A callback module for the proxy config (``callbacks: ["spend_probe.probe"]``)."""
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Rows of a JSON-lines file (none if it does not exist yet)."""
+    file = Path(path)
+    if not file.exists():
+        return []
+    return [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
