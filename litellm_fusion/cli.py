@@ -46,19 +46,20 @@ def _demo_analysis(body: dict[str, Any]) -> str:
     """The scripted judge: an analysis that names the shuffled letters it actually sees in the prompt."""
     prompt = "\n".join(str(m.get("content")) for m in body.get("messages", []) if m.get("role") == "user")
     blocks = {letter: text for letter, _, text in _ANSWER_BLOCK.findall(prompt)}
-    wrong = [l for l, t in blocks.items() if "$513" in t]
-    by_product = [l for l, t in blocks.items() if "108" in t]
-    right = sorted(l for l in blocks if l not in wrong)
-    stance = {l: "$513: counts 30 Tuesday cookies (half of Tuesday's muffins); wrong, the question says half of Monday's 96."
-              if l in wrong else "$540 from 48 Tuesday cookies (half of Monday's 96); holds up." for l in sorted(blocks)}
+    wrong = [x for x, text in blocks.items() if "$513" in text]
+    right = sorted(x for x in blocks if x not in wrong)
+    stances = [
+        {"model": x, "stance": "$513: counts 30 Tuesday cookies (half of Tuesday's muffins); wrong, the question says half of Monday's 96."
+         if x in wrong else "$540 from 48 Tuesday cookies (half of Monday's 96); holds up."}
+        for x in sorted(blocks)
+    ]
     analysis = {
         "consensus": ["Monday revenue is $288: 48 muffins x $3 = $144 plus 96 cookies x $1.50 = $144.",
                       "Tuesday's muffins are 48 x 1.25 = 60, worth $180."] if blocks else [],
-        "contradictions": [{"topic": "How many cookies were sold on Tuesday, and so the total",
-                            "stances": [{"model": l, "stance": s} for l, s in stance.items()]}] if wrong else [],
+        "contradictions": [{"topic": "How many cookies were sold on Tuesday, and so the total", "stances": stances}] if wrong else [],
         "partial_coverage": [{"models": right, "point": "The total revenue is $540."}] if wrong and right else [],
-        "unique_insights": [{"model": l, "insight": "Sums by product (108 muffins, 144 cookies) as an independent check."}
-                            for l in by_product],
+        "unique_insights": [{"model": x, "insight": "Sums by product (108 muffins, 144 cookies) as an independent check."}
+                            for x, text in blocks.items() if "108" in text],
         "blind_spots": ["No answer states its assumption that every item sold at full price (no discounts or returns)."],
     }
     return json.dumps(analysis)
@@ -135,13 +136,15 @@ def _report(question: str, answer: str | None, trace: dict[str, Any], wall: floa
             out.extend(f"    {item}" for item in items)
     if not answer_shown:
         out.append(f"\nFinal answer (synthesizer {synth.get('model', '-')})\n{(answer or '').strip()}")  # verbatim
-    usage = trace.get("usage") or {}
+    usage, unpriced = trace.get("usage") or {}, trace.get("unpriced_models")
     panel_ms = max((m["latency_ms"] for m in trace["panel"]), default=None)
+    stages = f"panel {_secs(panel_ms)}, judge {_secs(judge.get('latency_ms'))}, synthesizer {_secs(synth.get('latency_ms'))}"
     out += [
         "\nTotals",
-        f"  tokens: {usage.get('total_tokens', 0)} (prompt {usage.get('prompt_tokens', 0)}, completion {usage.get('completion_tokens', 0)})",
-        f"  cost:   {0.0:.6f} USD" + (f" (unpriced: {', '.join(trace['unpriced_models'])})" if trace.get("unpriced_models") else ""),
-        f"  wall:   {wall:.2f} s (panel {_secs(panel_ms)}, judge {_secs(judge.get('latency_ms'))}, synthesizer {_secs(synth.get('latency_ms'))})",
+        f"  tokens: {usage.get('total_tokens', 0)} "
+        f"(prompt {usage.get('prompt_tokens', 0)}, completion {usage.get('completion_tokens', 0)})",
+        f"  cost:   {trace.get('cost', 0.0):.6f} USD" + (f" (unpriced: {', '.join(unpriced)})" if unpriced else ""),
+        f"  wall:   {wall:.2f} s ({stages})",
     ]
     if trace.get("degraded"):
         out.append(f"  degraded: failed models {trace.get('failed_models')}, judge_failed={trace.get('judge_failed')}")
@@ -229,7 +232,8 @@ def _presets(args: argparse.Namespace) -> int:
     for name in store.names():
         spec = FusionSpec.model_validate(store.get(name))
         writer = spec.synthesizer.model if spec.synthesizer else f"{spec.judge.model} (the judge)"
-        print(f"{name}\n  panel:       {', '.join(m.model for m in spec.panel)}\n  judge:       {spec.judge.model}\n  synthesizer: {writer}")
+        panel = ", ".join(m.model for m in spec.panel)
+        print(f"{name}\n  panel:       {panel}\n  judge:       {spec.judge.model}\n  synthesizer: {writer}")
     return 0
 
 

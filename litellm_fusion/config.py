@@ -102,7 +102,23 @@ class FusionSpec(BaseModel):
     max_completion_tokens: int | None = Field(None, gt=0, description="Completion-token cap for every nested call.")
     timeout: float = Field(300.0, gt=0, description="Seconds for the whole request (LiteLLM's `timeout` also applies; the smaller wins).")
     num_retries: int = Field(0, ge=0, le=5, description="Retries per nested call; 0 lets the outer Router own retries.")
-    min_quorum: int = Field(1, ge=1, le=MAX_PANEL, description="Panel answers needed to go on; fewer gives a 503.")
+    min_quorum: int | None = Field(
+        None, ge=1, le=MAX_PANEL, description="Panel answers needed to go on (default: a majority, len(panel)//2 + 1); fewer gives a 503."
+    )
+    straggler_grace: float | None = Field(
+        10.0, ge=0, description="Once min_quorum answered, seconds to wait for the rest before cancelling them; null waits for all."
+    )
+    panel_timeout: float | None = Field(None, gt=0, description="Seconds for the panel stage (default: the request's remaining time).")
+    judge_timeout: float | None = Field(None, gt=0, description="Seconds for the judge, repair call included (default: the remaining time).")
+    short_circuit: Literal["off", "exact", "judge"] = Field(
+        "off",
+        description="Skip paid stages when the panel agrees: `exact` (normalised answers identical: no judge, no synthesizer), "
+        "`judge` (also when the judge finds full consensus and no contradictions: no synthesizer).",
+    )
+    max_cost: float | None = Field(
+        None, gt=0, description="USD cap per request: a pre-flight worst-case estimate above it is a 400 with no upstream call."
+    )
+    max_prompt_chars: int = Field(400_000, gt=0, description="Largest conversation (characters of all message text) accepted.")
     expose: Exposure = Field(
         "full", description="How much of the trace the caller gets: `full`, `summary` (no member texts) or `none`; clients may only lower it."
     )
@@ -120,12 +136,17 @@ class FusionSpec(BaseModel):
 
     @model_validator(mode="after")
     def _quorum_fits_panel(self) -> FusionSpec:
-        if self.min_quorum > len(self.panel):
+        if self.min_quorum is not None and self.min_quorum > len(self.panel):
             raise ValueError(
                 f"min_quorum={self.min_quorum} is larger than the panel ({len(self.panel)} members); "
                 "lower min_quorum or add members"
             )
         return self
+
+    @property
+    def quorum(self) -> int:
+        """Panel answers needed: ``min_quorum``, or a majority of the panel."""
+        return self.min_quorum if self.min_quorum is not None else len(self.panel) // 2 + 1
 
     @property
     def synthesizer_or_judge(self) -> MemberSpec:

@@ -173,7 +173,12 @@ async def analyse(
     timeout: float,
     aliases: dict[str, str] | None = None,
 ) -> JudgeOutcome:
-    """Ask the judge for the analysis of ``answers`` (letter → text); ``names`` maps letters to models."""
+    """Ask the judge for the analysis of ``answers`` (letter → text); ``names`` maps letters to models.
+
+    ``timeout`` bounds the judge and its repair call together, by the wall clock (LiteLLM's own timeout
+    bounds single reads only). ``aliases`` maps Router model names to the models behind them, to decide
+    whether the judge supports structured output.
+    """
     judge = spec.judge
     base = [
         {"role": "system", "content": prompts.JUDGE_SYSTEM.format(nonce=nonce)},
@@ -188,10 +193,18 @@ async def analyse(
         records.append(record)
         return response.choices[0].message.content or ""
 
-    def failed(reason: str, error: CallError | None = None) -> JudgeOutcome:
-        return JudgeOutcome(analysis=None, lettered=None, failed_reason=reason, error=error, records=tuple(records), structured_output=mode)
+    def outcome(analysis: Analysis | None, reason: str | None = None, error: CallError | None = None) -> JudgeOutcome:
+        return JudgeOutcome(
+            analysis=_unletter(analysis, names) if analysis else None,
+            lettered=analysis.model_dump() if analysis else None,
+            failed_reason=reason,
+            error=error,
+            records=tuple(records),
+            structured_output=mode,
+        )
 
-    try:
+    async def steps() -> JudgeOutcome:
+        nonlocal mode
         try:
             text = await call(base, "judge", {"response_format": _RESPONSE_FORMAT} if mode == "json_schema" else {})
         except litellm.BadRequestError:
@@ -201,24 +214,23 @@ async def analyse(
             mode = "prompt"
             text = await call(base, "judge", {})
         if not text.strip():
-            return failed("empty")
+            return outcome(None, "empty")
         try:
-            analysis = parse_analysis(text)
+            return outcome(parse_analysis(text))
         except AnalysisParseError as first:
             repair = [
                 {"role": "system", "content": prompts.REPAIR_SYSTEM},
                 {"role": "user", "content": prompts.repair_user_prompt(text, str(first))},
             ]
             try:
-                analysis = parse_analysis(await call(repair, "judge_repair", {}))
+                return outcome(parse_analysis(await call(repair, "judge_repair", {})))
             except AnalysisParseError as second:
-                return failed(second.reason, CallError(type="AnalysisParseError", status_code=None, message=str(second)))
-    except (asyncio.TimeoutError, litellm.Timeout) as exc:
-        return failed("timeout", CallError.from_exception(exc))
+                return outcome(None, second.reason, CallError(type="AnalysisParseError", status_code=None, message=str(second)))
+
+    try:
+        async with asyncio.timeout(timeout):
+            return await steps()
+    except (TimeoutError, litellm.Timeout) as exc:
+        return outcome(None, "timeout", CallError.from_exception(exc))
     except Exception as exc:  # any upstream failure degrades to synthesis from raw answers
-        return failed("upstream_error", CallError.from_exception(exc))
-    return JudgeOutcome(
-        analysis=_unletter(analysis, names),
-        lettered=analysis.model_dump(),
-        failed_reason=None, error=None, records=tuple(records), structured_output=mode
-    )
+        return outcome(None, "upstream_error", CallError.from_exception(exc))

@@ -29,7 +29,7 @@ class MemberOutcome:
     """Position in the spec's panel."""
     model: str
     status: str
-    """``ok``, ``error`` or ``timeout``."""
+    """``ok``, ``error``, ``timeout`` or ``dropped`` (cancelled after the quorum's grace)."""
     content: str | None
     finish_reason: str | None
     latency_ms: float
@@ -109,6 +109,19 @@ async def _ask(
     )
 
 
+def _dropped(index: int, member: MemberSpec, started: float, why: str) -> MemberOutcome:
+    return MemberOutcome(
+        index=index,
+        model=member.model,
+        status="dropped",
+        content=None,
+        finish_reason=None,
+        latency_ms=(time.perf_counter() - started) * 1000,
+        record=None,
+        error=CallError(type="Dropped", status_code=None, message=why),
+    )
+
+
 async def run_panel(
     *,
     spec: FusionSpec,
@@ -120,18 +133,48 @@ async def run_panel(
 ) -> list[MemberOutcome]:
     """Ask every member at once and return one outcome per member, in panel order.
 
-    This waits for every member (each bounded by its own deadline); the quorum decision is the
-    caller's, made on the returned outcomes.
+    Stops waiting when every member is done, or ``spec.straggler_grace`` seconds after ``spec.quorum``
+    members answered (the rest are cancelled and marked ``dropped``), or as soon as the quorum can no
+    longer be reached. Each member is also bounded by its own deadline (``timeout``).
     """
-    tasks = [
+    started = time.perf_counter()
+    tasks = {
         asyncio.create_task(
             _ask(i, member, spec=spec, messages=messages, complete=complete, ledger=ledger, timeout=timeout, secrets=secrets),
             name=f"fusion-panel-{i}-{member.model}",
-        )
+        ): i
         for i, member in enumerate(spec.panel)
-    ]
+    }
+    outcomes: dict[int, MemberOutcome] = {}
+    pending = set(tasks)
+    grace_ends: float | None = None
     try:
-        return list(await asyncio.gather(*tasks))
+        while pending:
+            wait = None if grace_ends is None else max(0.0, grace_ends - time.perf_counter())
+            done, pending = await asyncio.wait(pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                outcomes[tasks[task]] = task.result()
+            answered = sum(o.ok for o in outcomes.values())
+            if answered + len(pending) < spec.quorum:
+                break  # the quorum is out of reach: fail now instead of waiting for stragglers
+            if grace_ends is None and answered >= spec.quorum and spec.straggler_grace is not None:
+                grace_ends = time.perf_counter() + spec.straggler_grace
+            if grace_ends is not None and time.perf_counter() >= grace_ends:
+                break
     finally:
-        for task in tasks:
+        for task in pending:
             task.cancel()
+        # Wait for the cancellations to land, so the stragglers' connections are closed on return.
+        await asyncio.gather(*pending, return_exceptions=True)
+    if not pending:
+        return [outcomes[i] for i in range(len(spec.panel))]
+    answered = sum(o.ok for o in outcomes.values())
+    why = (
+        f"cancelled {spec.straggler_grace or 0:g}s after the quorum ({spec.quorum}) answered"
+        if answered >= spec.quorum
+        else f"cancelled: the quorum ({spec.quorum}) could no longer be reached"
+    )
+    for task in pending:
+        index = tasks[task]
+        outcomes[index] = _dropped(index, spec.panel[index], started, why)
+    return [outcomes[i] for i in range(len(spec.panel))]

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import litellm
+from litellm.types.utils import Delta, ModelResponseStream, StreamingChoices
 
 from . import prompts
 from .config import FusionSpec, MemberSpec
+from .consensus import SHORT_CIRCUIT_BLOCKERS, agreed_answer, judge_found_full_consensus
 from .errors import FusionTimeoutError, PanelFailedError, SynthesisFailedError
 from .judge import JudgeOutcome, analyse
 from .nested import CallError, CompleteFn, secrets_of
@@ -43,6 +45,8 @@ class FusionRequest:
     """Seconds for the whole request."""
     aliases: dict[str, str] = field(default_factory=dict)
     """Router ``model_name`` → the LiteLLM model behind it, for price and capability look-ups."""
+    cost_estimate: float | None = None
+    """The pre-flight worst-case cost, when ``max_cost`` is set."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,13 +80,17 @@ class _Run:
     letters: dict[int, str] = field(default_factory=dict)
     judge: JudgeOutcome | None = None
     synthesizer: dict[str, Any] | None = None
+    short_circuit: str | None = None
+    """``exact`` or ``judge`` when the panel's agreement made later stages unnecessary."""
+    agreed: str | None = None
 
     @property
     def spec(self) -> FusionSpec:
         return self.request.spec
 
-    def remaining(self) -> float:
-        return max(0.001, self.request.timeout - (time.perf_counter() - self.started))
+    def remaining(self, stage_limit: float | None = None) -> float:
+        left = max(0.001, self.request.timeout - (time.perf_counter() - self.started))
+        return min(left, stage_limit) if stage_limit else left
 
     def answers(self) -> dict[str, str]:
         return {letter: self.panel[i].content or "" for i, letter in self.letters.items()}
@@ -104,13 +112,13 @@ async def _panel_and_judge(run: _Run) -> None:
         messages=run.request.messages,
         complete=run.complete,
         ledger=run.ledger,
-        timeout=run.remaining(),
+        timeout=run.remaining(spec.panel_timeout),
         secrets=secrets_of(spec),
     )
     answered = [o for o in run.panel if o.ok]
-    if len(answered) < spec.min_quorum:
+    if len(answered) < spec.quorum:
         raise PanelFailedError(
-            f"{len(answered)} of {len(run.panel)} panel members answered, {spec.min_quorum} needed: {_panel_report(run.panel)}",
+            f"{len(answered)} of {len(run.panel)} panel members answered, {spec.quorum} needed: {_panel_report(run.panel)}",
             model=f"fusion/{run.request.name}",
             trace=build_trace(run),
         )
@@ -118,6 +126,12 @@ async def _panel_and_judge(run: _Run) -> None:
     order = [o.index for o in answered]
     run.rng.shuffle(order)
     run.letters = {index: string.ascii_uppercase[n] for n, index in enumerate(order)}
+    may_short_circuit = spec.short_circuit != "off" and not (SHORT_CIRCUIT_BLOCKERS & run.request.final_params.keys())
+    if may_short_circuit:
+        run.agreed = agreed_answer([o.content or "" for o in answered])
+        if run.agreed is not None:
+            run.short_circuit = "exact"
+            return
     run.judge = await analyse(
         spec=spec,
         messages=run.request.messages,
@@ -126,9 +140,12 @@ async def _panel_and_judge(run: _Run) -> None:
         nonce=run.nonce,
         complete=run.complete,
         ledger=run.ledger,
-        timeout=run.remaining(),
+        timeout=run.remaining(spec.judge_timeout),
         aliases=run.request.aliases,
     )
+    if may_short_circuit and spec.short_circuit == "judge" and judge_found_full_consensus(run.judge.analysis):
+        run.short_circuit = "judge"
+        run.agreed = answered[0].content
 
 
 def _writers(spec: FusionSpec) -> list[MemberSpec]:
@@ -159,6 +176,11 @@ async def run_fusion(request: FusionRequest, *, complete: CompleteFn = litellm.a
     try:
         async with asyncio.timeout(request.timeout):
             await _panel_and_judge(run)
+            if run.agreed is not None:
+                response = litellm.ModelResponse(
+                    choices=[{"index": 0, "message": {"role": "assistant", "content": run.agreed}, "finish_reason": "stop"}]
+                )
+                return FusionResult(response=response, ledger=run.ledger, trace=build_trace(run))
             errors: list[dict[str, Any]] = []
             for writer in _writers(run.spec):
                 try:
@@ -203,6 +225,10 @@ async def stream_fusion(
     try:
         async with asyncio.timeout_at(deadline):
             await _panel_and_judge(run)
+        if run.agreed is not None:
+            yield ModelResponseStream(choices=[StreamingChoices(index=0, delta=Delta(content=run.agreed), finish_reason="stop")])
+            yield FusionDone(ledger=run.ledger, trace=build_trace(run))
+            return
         errors: list[dict[str, Any]] = []
         for writer in _writers(run.spec):
             chunks = stream_synthesis(
@@ -296,4 +322,7 @@ def build_trace(run: _Run) -> dict[str, Any]:
         "latency_ms": round((time.perf_counter() - run.started) * 1000, 1),
         "failed_models": [o.model for o in run.panel if not o.ok],
         "degraded": any(not o.ok for o in run.panel) or judge_failed is not None or fell_back,
+        "quorum": run.spec.quorum,
+        "short_circuit": run.short_circuit,
+        "cost_estimate": run.request.cost_estimate,
     }

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from .budget import check_cost_cap, check_prompt_size
 from .clients import ClientVetter, openrouter_overrides
 from .config import FusionSpec, PresetStore
 from .errors import FusionConfigError
@@ -99,12 +100,16 @@ def build_request(
     else:
         spec = presets.resolve(model, requested)
     _refuse_nested_fusion(spec, fusion_model_names(router))
+    checked = validate_messages(messages)
+    check_prompt_size(checked, spec)
+    aliases = underlying_models(router)
     final_params = {k: v for k, v in optional_params.items() if k in FINAL_ANSWER_PARAMS and v is not None}
     return FusionRequest(
         name=model,
         spec=spec,
-        messages=validate_messages(messages),
+        messages=checked,
         final_params=final_params,
         timeout=effective_timeout(spec.timeout, timeout),
-        aliases=underlying_models(router),
+        aliases=aliases,
+        cost_estimate=check_cost_cap(spec, checked, aliases),
     )

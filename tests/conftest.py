@@ -11,6 +11,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import json  # noqa: E402
 import re  # noqa: E402
+import threading  # noqa: E402
 from typing import Any  # noqa: E402
 
 import litellm  # noqa: E402
@@ -74,8 +75,16 @@ def default_scripts() -> dict[str, Script]:
 
 @pytest.fixture(scope="session")
 def server():
-    """One scripted OpenAI-compatible server for the whole session."""
+    """One scripted OpenAI-compatible server for the whole session.
+
+    Its thread is renamed: tests of ScriptedServer itself check that no thread named "ScriptedServer"
+    outlives their own servers, and this long-lived one is not theirs.
+    """
+    before = set(threading.enumerate())
     srv = ScriptedServer().start()
+    for thread in set(threading.enumerate()) - before:
+        if thread.name == "ScriptedServer":
+            thread.name = "ScriptedServer(session fixture)"
     yield srv
     srv.stop()
 

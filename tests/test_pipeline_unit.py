@@ -156,3 +156,78 @@ async def test_empty_member_answer_is_a_failure_not_a_blank_answer():
     result = await run_fusion(request(), complete=seam)
     member = [p for p in result.trace["panel"] if p["model"] == "openai/b"][0]
     assert member["status"] == "error" and member["error"]["type"] == "EmptyAnswer"
+
+
+async def test_default_quorum_is_a_majority_and_stragglers_are_dropped_after_the_grace():
+    seam = fake(**{"openai/c": Reply("late", delay=5)})
+    started = time.perf_counter()
+    result = await run_fusion(request(straggler_grace=0.2), complete=seam)
+    assert time.perf_counter() - started < 1.0
+    assert seam.cancelled == ["openai/c"] and seam.in_flight == 0
+    member = [p for p in result.trace["panel"] if p["model"] == "openai/c"][0]
+    assert member["status"] == "dropped" and "after the quorum (2) answered" in member["error"]["message"]
+    assert result.trace["quorum"] == 2 and result.trace["degraded"] is True
+
+
+async def test_no_grace_waits_for_every_member():
+    seam = fake(**{"openai/c": Reply("late but here", delay=0.3)})
+    result = await run_fusion(request(straggler_grace=None), complete=seam)
+    assert all(p["status"] == "ok" for p in result.trace["panel"])
+
+
+async def test_unreachable_quorum_fails_fast_without_waiting_for_stragglers():
+    boom = Reply(error=error(litellm.InternalServerError))
+    seam = fake(**{"openai/a": boom, "openai/b": boom, "openai/c": Reply("slow", delay=5)})
+    started = time.perf_counter()
+    with pytest.raises(PanelFailedError) as info:
+        await run_fusion(request(min_quorum=2), complete=seam)
+    assert time.perf_counter() - started < 1.0 and seam.cancelled == ["openai/c"]
+    assert "quorum (2) could no longer be reached" in str(info.value)
+
+
+async def test_panel_timeout_bounds_members_by_wall_clock():
+    seam = fake(**{"openai/c": Reply("late", delay=5)})
+    result = await run_fusion(request(panel_timeout=0.2, straggler_grace=None), complete=seam)
+    member = [p for p in result.trace["panel"] if p["model"] == "openai/c"][0]
+    assert member["status"] == "timeout" and member["error"]["status_code"] == 408
+
+
+async def test_judge_timeout_degrades_to_raw_answers():
+    seam = fake(**{"openai/judge": Reply(ANALYSIS, delay=5)})
+    started = time.perf_counter()
+    result = await run_fusion(request(judge_timeout=0.2), complete=seam)
+    assert time.perf_counter() - started < 1.5
+    assert result.trace["judge_failed"] == "timeout"
+    assert result.response.choices[0].message.content == "The answer is 4."
+
+
+async def test_exact_short_circuit_skips_judge_and_synthesizer():
+    seam = fake(**{"openai/a": Reply("Four."), "openai/b": Reply(" four"), "openai/c": Reply("FOUR")})
+    result = await run_fusion(request(short_circuit="exact"), complete=seam)
+    assert result.response.choices[0].message.content == "Four."
+    assert result.trace["short_circuit"] == "exact" and result.trace["synthesizer"] is None
+    assert set(seam.models_called()) == {"openai/a", "openai/b", "openai/c"}
+    assert result.ledger.cost == pytest.approx(0.003)
+
+
+async def test_short_circuit_needs_agreement_and_no_client_tools():
+    seam = fake()  # "4", "four", "5": no agreement
+    assert (await run_fusion(request(short_circuit="exact"), complete=seam)).trace["short_circuit"] is None
+    agree = {m: Reply("4") for m in ("openai/a", "openai/b", "openai/c")}
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    seam = fake(**agree)
+    result = await run_fusion(request(short_circuit="exact", final_params={"tools": tools}), complete=seam)
+    assert result.trace["short_circuit"] is None and "openai/writer" in seam.models_called()
+
+
+async def test_judge_short_circuit_skips_only_the_synthesizer():
+    seam = fake()
+    result = await run_fusion(request(short_circuit="judge"), complete=seam)
+    assert result.trace["short_circuit"] == "judge" and "openai/writer" not in seam.models_called()
+    assert result.response.choices[0].message.content in {"4", "four", "5"}
+
+
+async def test_stream_short_circuit_yields_the_agreed_answer():
+    seam = fake(**{m: Reply("4") for m in ("openai/a", "openai/b", "openai/c")})
+    items = [item async for item in stream_fusion(request(short_circuit="exact"), complete=seam)]
+    assert items[0].choices[0].delta.content == "4" and items[-1].trace["short_circuit"] == "exact"
