@@ -230,13 +230,25 @@ def load_presets_file(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]
 
 
 class PresetStore:
-    """Named specs: the built-ins, then user presets (which may replace a built-in of the same name)."""
+    """Named specs: the built-ins, then ``$LITELLM_FUSION_PRESETS``, then presets added in code (a later
+    one replaces an earlier one of the same name).
+
+    The env file is read on first use, not at import, so a broken file is a clear 400 on the first call
+    (or at ``register()``) rather than an import error.
+    """
 
     def __init__(self) -> None:
         self._presets: dict[str, dict[str, Any]] = copy.deepcopy(BUILTIN_PRESETS)
-        env_path = os.environ.get(PRESETS_ENV_VAR)
-        if env_path:
-            self.add(load_presets_file(env_path))
+        self._added: dict[str, dict[str, Any]] = {}
+        self._env_loaded = False
+
+    def _all(self) -> dict[str, dict[str, Any]]:
+        if not self._env_loaded:
+            env_path = os.environ.get(PRESETS_ENV_VAR)
+            if env_path:
+                self._presets.update(load_presets_file(env_path))
+            self._env_loaded = True
+        return {**self._presets, **self._added}
 
     def add(self, presets: dict[str, dict[str, Any]] | str | os.PathLike[str]) -> None:
         """Add presets from a dict of specs or a YAML file path; each is validated now, not at call time."""
@@ -244,15 +256,15 @@ class PresetStore:
             presets = load_presets_file(presets)
         for name, spec in presets.items():
             validate_spec(spec, source=f"preset '{name}'")
-        self._presets.update(copy.deepcopy(presets))
+        self._added.update(copy.deepcopy(presets))
 
     def names(self) -> list[str]:
         """All preset names, sorted."""
-        return sorted(self._presets)
+        return sorted(self._all())
 
     def get(self, name: str) -> dict[str, Any] | None:
         """A copy of the named preset's spec dict, or None."""
-        spec = self._presets.get(name)
+        spec = self._all().get(name)
         return copy.deepcopy(spec) if spec is not None else None
 
     def resolve(

@@ -96,7 +96,11 @@ class _Run:
         return {letter: self.panel[i].content or "" for i, letter in self.letters.items()}
 
     def names(self) -> dict[str, str]:
-        return {letter: self.panel[i].model for i, letter in self.letters.items()}
+        """Letter → member name; a model listed twice in the panel is told apart as ``model#position``."""
+        models = [m.model for m in self.spec.panel]
+        return {
+            letter: models[i] if models.count(models[i]) == 1 else f"{models[i]}#{i + 1}" for i, letter in self.letters.items()
+        }
 
 
 def _panel_report(outcomes: list[MemberOutcome]) -> str:

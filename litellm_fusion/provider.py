@@ -127,10 +127,12 @@ def _generic_chunks(chunk: Any) -> list[GenericStreamingChunk]:
 
 
 async def generic_stream(events: AsyncIterator[Any], expose: str = "full") -> AsyncIterator[GenericStreamingChunk]:
-    """Forward content and tool-call deltas as they arrive; the last one carries usage, cost and trace.
+    """Forward content and tool-call deltas as they arrive; the last one carries the summed usage with
+    cost and, in ``provider_specific_fields["fusion"]``, the trace.
 
-    One chunk is held back so that the final usage rides on a chunk with content: LiteLLM drops usage
-    from an empty finish chunk in some versions.
+    One chunk is held back so that usage and trace ride on a chunk with content: LiteLLM drops usage
+    from an empty finish chunk in some versions. LiteLLM then emits the finish reason on a trailing empty
+    chunk of its own, and the usage again on a ``choices: []`` chunk when ``include_usage`` is asked.
     """
     held: GenericStreamingChunk | None = None
     finish_reason = "stop"
