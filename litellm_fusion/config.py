@@ -27,6 +27,10 @@ __all__ = [
     "MemberSpec",
     "FusionSpec",
     "ClientPolicy",
+    "WebSpec",
+    "WebSearchSpec",
+    "WebFetchSpec",
+    "WebMode",
     "Exposure",
     "EXPOSURE_LEVELS",
     "PresetStore",
@@ -37,6 +41,8 @@ __all__ = [
 
 PRESETS_ENV_VAR = "LITELLM_FUSION_PRESETS"
 MAX_PANEL = 8
+MAX_TOOL_CALLS = 16
+WebMode = Literal["auto", "native", "client", "off"]
 
 
 class MemberSpec(BaseModel):
@@ -55,6 +61,7 @@ class MemberSpec(BaseModel):
     num_retries: int | None = Field(None, ge=0, le=5, description="Retries of this member's call (default: the spec's).")
     input_cost_per_token: float | None = Field(None, ge=0, description="Price per prompt token, for models not in LiteLLM's price map.")
     output_cost_per_token: float | None = Field(None, ge=0, description="Price per completion token, for models not in LiteLLM's price map.")
+    web: WebMode | None = Field(None, description="This member's web mode (default: the spec's `web.mode`).")
     extra_params: dict[str, Any] = Field(default_factory=dict, description="Other LiteLLM completion parameters, passed as-is.")
 
     @field_validator("model")
@@ -66,6 +73,44 @@ class MemberSpec(BaseModel):
                 "List that preset's panel models here instead"
             )
         return value
+
+
+class WebSearchSpec(BaseModel):
+    """Where the client tool loop searches (native web tools use the provider's own search)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: str = Field("searxng", description="A `litellm.asearch` provider: searxng, tavily, exa_ai, brave, perplexity, ...; keys from the env.")
+    api_base: str | None = Field(None, description="The search API's base URL (searxng: your instance; default $SEARXNG_API_BASE).")
+    search_tool_name: str | None = Field(None, description="Inside the proxy: a `search_tools` entry to use instead of provider/api_base.")
+    max_results: int = Field(5, ge=1, le=10, description="Results returned to the model per search.")
+
+
+class WebFetchSpec(BaseModel):
+    """Limits of the client-side web fetch (SSRF-guarded; only public http/https addresses)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(True, description="Whether members get `web_fetch` in the client loop.")
+    max_chars: int = Field(20_000, ge=500, le=200_000, description="Characters of page text returned to the model per fetch.")
+    max_bytes: int = Field(2_000_000, ge=10_000, le=20_000_000, description="Largest response body read, decoded.")
+    timeout: float = Field(15.0, gt=0, le=120, description="Seconds per fetch, redirects included.")
+    max_redirects: int = Field(5, ge=0, le=10, description="Redirect hops followed (each re-checked).")
+    respect_robots: bool = Field(True, description="Honour robots.txt for the fetcher's user agent.")
+    any_url: bool = Field(False, description="Allow URLs not seen in the prompt or in earlier results (off: a member cannot invent URLs).")
+
+
+class WebSpec(BaseModel):
+    """Web search and fetch for panel members."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: WebMode = Field(
+        "off", description="`auto` (native tools where the provider has them, else the client loop), `native`, `client` or `off`."
+    )
+    max_tool_calls: int = Field(8, ge=1, le=MAX_TOOL_CALLS, description="Web tool calls per member (native max_uses, client loop calls).")
+    search: WebSearchSpec = Field(default_factory=WebSearchSpec, description="The client loop's search backend.")
+    fetch: WebFetchSpec = Field(default_factory=WebFetchSpec, description="The client loop's fetch limits.")
 
 
 Exposure = Literal["none", "summary", "full"]
@@ -123,6 +168,7 @@ class FusionSpec(BaseModel):
         "full", description="How much of the trace the caller gets: `full`, `summary` (no member texts) or `none`; clients may only lower it."
     )
     clients: ClientPolicy = Field(default_factory=ClientPolicy, description="What proxy clients may override per request.")
+    web: WebSpec = Field(default_factory=WebSpec, description="Web search and fetch for panel members.")
 
     @field_validator("judge", "synthesizer", mode="before")
     @classmethod
@@ -175,9 +221,12 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 
 
 def _owner(loc: tuple[Any, ...]) -> type[BaseModel]:
-    if any(part in {"panel", "judge", "synthesizer"} for part in loc[:-1]):
+    parents = loc[:-1]
+    if any(part in {"panel", "judge", "synthesizer"} for part in parents):
         return MemberSpec
-    return ClientPolicy if "clients" in loc[:-1] else FusionSpec
+    if "web" in parents:
+        return WebSearchSpec if "search" in parents else WebFetchSpec if "fetch" in parents else WebSpec
+    return ClientPolicy if "clients" in parents else FusionSpec
 
 
 def _explain(error: dict[str, Any]) -> str:

@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import litellm
 
 from .config import FusionSpec, MemberSpec
 from .nested import CallError, CompleteFn, member_kwargs, timed_call
 from .usage import CallRecord, UsageLedger
+from .web.member import WebAnswer
 
-__all__ = ["MemberOutcome", "run_panel"]
+if TYPE_CHECKING:
+    from .web.citations import Source
+    from .web.tools import ToolCallRecord
+
+__all__ = ["MemberOutcome", "AnswerFn", "plain_answer", "run_panel"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,8 +40,13 @@ class MemberOutcome:
     finish_reason: str | None
     latency_ms: float
     record: CallRecord | None
-    """Tokens and cost, when the call returned."""
+    """Tokens and cost summed over the member's calls (several with web tools), when it returned."""
     error: CallError | None
+    web: str | None = None
+    """The web path taken: ``off``, ``native``, ``client``, ``presearch``, ``native→client``."""
+    sources: tuple[Source, ...] = ()
+    tool_calls: tuple[ToolCallRecord, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -53,7 +64,10 @@ class MemberOutcome:
             "usage": self.record.usage_dict() if self.record else None,
             "cost": self.record.cost if self.record else None,
             "error": self.error.as_dict() if self.error else None,
-            "sources": [],
+            "web": self.web,
+            "sources": [{"url": s.url, "title": s.title} for s in self.sources],
+            "tool_calls": [c.as_dict() for c in self.tool_calls],
+            "notes": list(self.notes),
         }
 
 
@@ -65,25 +79,52 @@ def _is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, (asyncio.TimeoutError, litellm.Timeout))
 
 
+AnswerFn = Callable[[MemberSpec, dict[str, Any]], Awaitable[WebAnswer]]
+"""How one member answers, given its call kwargs: a plain call, or with web tools (``web.member``)."""
+
+
+def plain_answer(complete: CompleteFn, ledger: UsageLedger) -> AnswerFn:
+    """One nested call, no web."""
+
+    async def answer(member: MemberSpec, kwargs: dict[str, Any]) -> WebAnswer:
+        response, record = await timed_call(complete, kwargs, role="panel", member=member, ledger=ledger)
+        return WebAnswer(response=response, records=(record,), mode="off")
+
+    return answer
+
+
+def _summed(member: MemberSpec, records: tuple[CallRecord, ...]) -> CallRecord | None:
+    if not records:
+        return None
+    costs = [r.cost for r in records if r.cost is not None]
+    return CallRecord(
+        role="panel",
+        model=member.model,
+        prompt_tokens=sum(r.prompt_tokens for r in records),
+        completion_tokens=sum(r.completion_tokens for r in records),
+        cost=sum(costs) if costs else None,
+        latency_ms=sum(r.latency_ms for r in records),
+    )
+
+
 async def _ask(
     index: int,
     member: MemberSpec,
     *,
     spec: FusionSpec,
     messages: list[dict[str, Any]],
-    complete: CompleteFn,
-    ledger: UsageLedger,
+    answer: AnswerFn,
     timeout: float,
     secrets: tuple[str, ...],
 ) -> MemberOutcome:
     limit = min(member.timeout, timeout) if member.timeout else timeout
     kwargs = member_kwargs(member, spec, messages, timeout=limit, default_temperature=spec.temperature)
     started = time.perf_counter()
-    record: CallRecord | None = None
+    result: WebAnswer | None = None
     try:
         async with asyncio.timeout(limit):
-            response, record = await timed_call(complete, kwargs, role="panel", member=member, ledger=ledger)
-        choice = response.choices[0]
+            result = await answer(member, kwargs)
+        choice = result.response.choices[0]
         content = choice.message.content
         if not (content or "").strip():
             # An empty answer is a failure, never a blank passed to the judge as if it were an answer.
@@ -104,8 +145,12 @@ async def _ask(
         content=content,
         finish_reason=finish_reason,
         latency_ms=(time.perf_counter() - started) * 1000,
-        record=record,
+        record=_summed(member, result.records) if result else None,
         error=error,
+        web=result.mode if result else None,
+        sources=result.sources if result else (),
+        tool_calls=result.tool_calls if result else (),
+        notes=result.notes if result else (),
     )
 
 
@@ -126,8 +171,7 @@ async def run_panel(
     *,
     spec: FusionSpec,
     messages: list[dict[str, Any]],
-    complete: CompleteFn,
-    ledger: UsageLedger,
+    answer: AnswerFn,
     timeout: float,
     secrets: tuple[str, ...] = (),
 ) -> list[MemberOutcome]:
@@ -140,7 +184,7 @@ async def run_panel(
     started = time.perf_counter()
     tasks = {
         asyncio.create_task(
-            _ask(i, member, spec=spec, messages=messages, complete=complete, ledger=ledger, timeout=timeout, secrets=secrets),
+            _ask(i, member, spec=spec, messages=messages, answer=answer, timeout=timeout, secrets=secrets),
             name=f"fusion-panel-{i}-{member.model}",
         ): i
         for i, member in enumerate(spec.panel)

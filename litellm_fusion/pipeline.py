@@ -24,9 +24,12 @@ from .consensus import SHORT_CIRCUIT_BLOCKERS, agreed_answer, judge_found_full_c
 from .errors import FusionTimeoutError, PanelFailedError, SynthesisFailedError
 from .judge import JudgeOutcome, analyse
 from .nested import CallError, CompleteFn, secrets_of
-from .panel import MemberOutcome, run_panel
+from .panel import AnswerFn, MemberOutcome, plain_answer, run_panel
 from .synthesis import stream_synthesis, synthesis_messages, synthesize
 from .usage import CallRecord, UsageLedger
+from .web.member import WebAnswer, answer_with_web
+from .web.search import SearchFn
+from .web.tools import FetcherFactory, default_fetcher
 
 __all__ = ["FusionRequest", "FusionResult", "FusionDone", "run_fusion", "stream_fusion"]
 
@@ -45,6 +48,10 @@ class FusionRequest:
     """Seconds for the whole request."""
     aliases: dict[str, str] = field(default_factory=dict)
     """Router ``model_name`` → the LiteLLM model behind it, for price and capability look-ups."""
+    web_modes: tuple[str, ...] = ()
+    """Each panel member's web path (``off`` when empty): see ``web.member.member_web_mode``."""
+    web_search: SearchFn | None = None
+    """The client loop's search function, when a member may search client-side."""
     cost_estimate: float | None = None
     """The pre-flight worst-case cost, when ``max_cost`` is set."""
 
@@ -73,6 +80,7 @@ class _Run:
     request: FusionRequest
     complete: CompleteFn
     rng: random.Random
+    fetcher_factory: FetcherFactory
     ledger: UsageLedger = field(default_factory=UsageLedger)
     started: float = field(default_factory=time.perf_counter)
     nonce: str = field(default_factory=prompts.new_nonce)
@@ -93,7 +101,8 @@ class _Run:
         return min(left, stage_limit) if stage_limit else left
 
     def answers(self) -> dict[str, str]:
-        return {letter: self.panel[i].content or "" for i, letter in self.letters.items()}
+        """Letter → answer text, with the sources that answer used listed under it."""
+        return {letter: _with_sources(self.panel[i]) for i, letter in self.letters.items()}
 
     def names(self) -> dict[str, str]:
         """Letter → member name; a model listed twice in the panel is told apart as ``model#position``."""
@@ -101,6 +110,13 @@ class _Run:
         return {
             letter: models[i] if models.count(models[i]) == 1 else f"{models[i]}#{i + 1}" for i, letter in self.letters.items()
         }
+
+
+def _with_sources(outcome: MemberOutcome) -> str:
+    if not outcome.sources:
+        return outcome.content or ""
+    listed = "\n".join(f"- {s.title or s.url} <{s.url}>" for s in outcome.sources[:20])
+    return f"{outcome.content or ''}\n\n[Web sources this answer used]\n{listed}"
 
 
 def _panel_report(outcomes: list[MemberOutcome]) -> str:
@@ -111,14 +127,19 @@ def _panel_report(outcomes: list[MemberOutcome]) -> str:
 
 async def _panel_and_judge(run: _Run) -> None:
     spec = run.spec
-    run.panel = await run_panel(
-        spec=spec,
-        messages=run.request.messages,
-        complete=run.complete,
-        ledger=run.ledger,
-        timeout=run.remaining(spec.panel_timeout),
-        secrets=secrets_of(spec),
-    )
+    uses_fetch = spec.web.fetch.enabled and any(mode in ("client", "native") for mode in run.request.web_modes)
+    fetcher = run.fetcher_factory(spec.web.fetch) if uses_fetch else None
+    try:
+        run.panel = await run_panel(
+            spec=spec,
+            messages=run.request.messages,
+            answer=_answer_fn(run, fetcher),
+            timeout=run.remaining(spec.panel_timeout),
+            secrets=secrets_of(spec),
+        )
+    finally:
+        if fetcher is not None:
+            await fetcher.aclose()
     answered = [o for o in run.panel if o.ok]
     if len(answered) < spec.quorum:
         raise PanelFailedError(
@@ -152,6 +173,31 @@ async def _panel_and_judge(run: _Run) -> None:
         run.agreed = answered[0].content
 
 
+def _answer_fn(run: _Run, fetcher: Any) -> AnswerFn:
+    """Each member's path: a plain call, or its web mode (decided and validated when the request was built)."""
+    plain = plain_answer(run.complete, run.ledger)
+    web_modes = run.request.web_modes or ("off",) * len(run.spec.panel)
+    modes = dict(zip((id(m) for m in run.spec.panel), web_modes, strict=True))
+
+    async def answer(member: MemberSpec, kwargs: dict[str, Any]) -> WebAnswer:
+        mode = modes.get(id(member), "off")
+        if mode == "off":
+            return await plain(member, kwargs)
+        return await answer_with_web(
+            mode=mode,
+            member=member,
+            spec=run.spec,
+            kwargs=kwargs,
+            complete=run.complete,
+            ledger=run.ledger,
+            search=run.request.web_search,
+            fetcher=fetcher,
+            aliases=run.request.aliases,
+        )
+
+    return answer
+
+
 def _writers(spec: FusionSpec) -> list[MemberSpec]:
     """The synthesizer, then the judge's model as the one fallback when it is a different model."""
     writer = spec.synthesizer_or_judge
@@ -174,9 +220,19 @@ def _synth_trace(writer: MemberSpec, record: CallRecord | None, status: str, err
     }
 
 
-async def run_fusion(request: FusionRequest, *, complete: CompleteFn = litellm.acompletion, rng: random.Random | None = None) -> FusionResult:
-    """Run one fusion call to the end and return the synthesizer's response with the summed usage and trace."""
-    run = _Run(request=request, complete=complete, rng=rng or random.Random())
+async def run_fusion(
+    request: FusionRequest,
+    *,
+    complete: CompleteFn = litellm.acompletion,
+    rng: random.Random | None = None,
+    fetcher_factory: FetcherFactory | None = None,
+) -> FusionResult:
+    """Run one fusion call to the end and return the synthesizer's response with the summed usage and trace.
+
+    ``complete`` is the nested-call seam; ``fetcher_factory`` builds the web fetcher from the fetch limits
+    (the seam tests use to admit their local fixture server; the default admits public addresses only).
+    """
+    run = _Run(request=request, complete=complete, rng=rng or random.Random(), fetcher_factory=fetcher_factory or default_fetcher)
     try:
         async with asyncio.timeout(request.timeout):
             await _panel_and_judge(run)
@@ -217,14 +273,18 @@ async def run_fusion(request: FusionRequest, *, complete: CompleteFn = litellm.a
 
 
 async def stream_fusion(
-    request: FusionRequest, *, complete: CompleteFn = litellm.acompletion, rng: random.Random | None = None
+    request: FusionRequest,
+    *,
+    complete: CompleteFn = litellm.acompletion,
+    rng: random.Random | None = None,
+    fetcher_factory: FetcherFactory | None = None,
 ) -> AsyncIterator[Any]:
     """Yield the synthesizer's chunks as they arrive, then one :class:`FusionDone`.
 
     The panel and the judge finish before the first chunk. If the synthesizer fails before its first
     chunk, the judge's model writes instead; after the first chunk a failure ends the stream with an error.
     """
-    run = _Run(request=request, complete=complete, rng=rng or random.Random())
+    run = _Run(request=request, complete=complete, rng=rng or random.Random(), fetcher_factory=fetcher_factory or default_fetcher)
     deadline = asyncio.get_running_loop().time() + request.timeout
     try:
         async with asyncio.timeout_at(deadline):

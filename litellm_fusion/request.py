@@ -18,6 +18,8 @@ from .errors import FusionConfigError
 from .pipeline import FusionRequest
 from .routing import deployment_spec, fusion_model_names, router_names, underlying_models
 from .synthesis import FINAL_ANSWER_PARAMS
+from .web.member import member_web_mode
+from .web.search import SearchFn, make_search
 
 __all__ = ["build_request", "fusion_overrides", "validate_messages", "effective_timeout"]
 
@@ -103,6 +105,7 @@ def build_request(
     checked = validate_messages(messages)
     check_prompt_size(checked, spec)
     aliases = underlying_models(router)
+    web_modes = tuple(member_web_mode(m, spec, aliases) for m in spec.panel)
     final_params = {k: v for k, v in optional_params.items() if k in FINAL_ANSWER_PARAMS and v is not None}
     return FusionRequest(
         name=model,
@@ -112,4 +115,19 @@ def build_request(
         timeout=effective_timeout(spec.timeout, timeout),
         aliases=aliases,
         cost_estimate=check_cost_cap(spec, checked, aliases),
+        web_modes=web_modes,
+        web_search=_search_for(spec, web_modes, router),
     )
+
+
+def _search_for(spec: FusionSpec, web_modes: tuple[str, ...], router: Any | None) -> SearchFn | None:
+    """The search function when a member searches client-side (a missing backend is a 400 then); when only
+    native members use the web, the configured backend if any, for the refusal fallback."""
+    if all(mode == "off" for mode in web_modes):
+        return None
+    try:
+        return make_search(spec.web.search, router=router)
+    except FusionConfigError:
+        if any(mode in ("client", "presearch") for mode in web_modes):
+            raise
+        return None

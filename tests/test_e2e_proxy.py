@@ -68,8 +68,9 @@ def base_config(upstream_base: str) -> dict[str, Any]:
             _deployment("b2", "openai/bad-2", upstream_base, "sk-up-5"),
             _fusion("fz", panel=["m1", "m2"], judge="j"),
             _fusion("fz-summary", panel=["m1", "m2"], judge="j", expose="summary"),
-            _fusion("fz-broken", panel=["b1", "b2"], judge="j"),
-            _fusion("fz-dead", panel=["b1", "b2"], judge="j"),
+            # min_quorum 1: the panel waits for every member's own failure (no early give-up).
+            _fusion("fz-broken", panel=["b1", "b2"], judge="j", min_quorum=1),
+            _fusion("fz-dead", panel=["b1", "b2"], judge="j", min_quorum=1),
         ],
         "litellm_settings": {
             "custom_provider_map": CUSTOM_PROVIDER_MAP,
@@ -535,7 +536,7 @@ def test_all_members_failing_without_fallback_is_503_naming_each_member(proxy: P
     for member, error in (("b1", "bad-1 is down (scripted)"), ("b2", "bad-2 is down (scripted)")):
         assert f"{member}: error" in message, message
         assert error in message, message
-    assert "0 of 2 panel members answered" in message
+    assert "0 of 2 panel members answered, 1 needed" in message
     assert "gpt-4o" not in upstream.stats()["by_model"]  # no judge call after the panel failed
     assert proxy.master_key not in reply.text and "sk-up-" not in reply.text
 
@@ -544,7 +545,9 @@ def test_stream_all_members_failing_is_503_before_any_chunk(proxy: Proxy):
     with proxy.http() as http:
         reply = http.post("/v1/chat/completions", json={"model": "fz-dead", "messages": MESSAGES, "stream": True})
     assert reply.status_code == 503, reply.text[:500]
-    assert "b1: error" in reply.text and "b2: error" in reply.text
+    message = reply.json()["error"]["message"]
+    assert "b1: error" in message and "bad-1 is down" in message, message
+    assert "b2: error" in message and "bad-2 is down" in message, message
 
 
 def test_deadline_is_408_and_the_hanging_member_is_cancelled(proxy: Proxy, upstream: ScriptedServer):
@@ -609,19 +612,41 @@ def test_example_config_budget(example_proxy: Proxy, upstream: ScriptedServer):
     assert {r.headers.get("authorization") for r in upstream.requests} == {"Bearer sk-up-example"}
 
 
-def test_example_config_budget_client_policy(example_proxy: Proxy, upstream: ScriptedServer):
+def test_example_config_budget_allowed_override(example_proxy: Proxy, upstream: ScriptedServer):
+    # gpt-5.5 is not in the preset's panel but is on the deployment's clients.allowed_models.
     client = example_proxy.client()
-    # gpt-5.5 is on the deployment's allow-list; claude-opus is a proxy model but not on it.
     response = client.chat.completions.create(model="fusion-budget", messages=MESSAGES, extra_body={"fusion": {"panel": ["gpt-5.5"]}})
+    assert response.choices[0].message.content == EXAMPLE_SYNTH["budget"]
     assert [m["model"] for m in trace_of(response)["panel"]] == ["gpt-5.5"]
-    with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model="fusion-budget", messages=MESSAGES, extra_body={"fusion": {"panel": ["claude-opus"]}})
-    assert "fusion.panel[0]" in error_text(caught.value)
-    with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(
-            model="fusion-budget", messages=MESSAGES, extra_body={"fusion": {"panel": ["gpt-5.4-mini"] * 5}}
-        )
-    assert "at most 4" in error_text(caught.value)
+    ids = example_upstream_ids()
+    assert upstream.stats()["by_model"] == {ids["gpt-5.5"]: 1, ids["gpt-5.4-mini"]: 2}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "package bug (config.example.yaml): it configures `fallbacks` for fusion-budget/fusion-frontier but not "
+        "`router_settings: {fallback_on_unsupported_params: false}`; LiteLLM 1.108.7's Router defaults that to true "
+        "and so falls back on any 400, so a refused client override (FusionConfigError) is answered 200 by the solo "
+        "fallback gpt-5.4-mini (x-litellm-attempted-fallbacks: 1) instead of a 400 naming the field"
+    ),
+)
+@pytest.mark.parametrize(
+    ("fusion", "field"),
+    [
+        ({"panel": ["claude-opus"]}, "fusion.panel[0]"),  # a proxy model, but not on clients.allowed_models
+        ({"judge": {"model": "gpt-5.5", "api_key": SECRET}}, "fusion.judge.api_key"),
+    ],
+    ids=["not-allowed-model", "client-credential"],
+)
+def test_example_config_refuses_forbidden_overrides_with_400(
+    example_proxy: Proxy, upstream: ScriptedServer, fusion: dict[str, Any], field: str
+):
+    with example_proxy.http() as http:
+        reply = http.post("/v1/chat/completions", json={"model": "fusion-budget", "messages": MESSAGES, "fusion": fusion})
+    assert upstream.stats()["total"] == 0, f"answered by {reply.headers.get('x-litellm-model-group')}: {reply.text[:300]}"
+    assert reply.status_code == 400, reply.text[:500]
+    assert field in reply.json()["error"]["message"]
 
 
 def test_example_config_frontier_summary(example_proxy: Proxy, upstream: ScriptedServer):

@@ -123,7 +123,7 @@ def expected_cost(server: ScriptedServer, tokens: dict[str, tuple[int, int]]) ->
 
 
 class CostLogger(CustomLogger):
-    """Records (provider, model, response_cost) of every successful call LiteLLM logs."""
+    """Records (provider, response id, response_cost, model) of every successful call LiteLLM logs."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -513,15 +513,16 @@ async def test_all_members_fail_is_503_naming_each(upstream_server, spec, stream
     upstream_server.set_script("gpt-4o-mini", Script(status=500, error_message="mini-broke-500"))
     upstream_server.set_script("gpt-4.1-mini", Script(status=429, error_message="slow-down-429"))
     upstream_server.set_script("gpt-4.1-nano", Script(status=500, error_message="nano-broke-500"))
+    # min_quorum=1: every member must fail (the default majority quorum would cancel the last one early).
     with pytest.raises(litellm.ServiceUnavailableError) as info:
-        await fusion_call(stream=stream, fusion=spec)
+        await fusion_call(stream=stream, fusion={**spec, "min_quorum": 1})
     message = str(info.value)
     assert info.value.status_code == 503
     for model in PANEL_MODELS:
         assert model in message
     for error in ("mini-broke-500", "slow-down-429", "nano-broke-500", "RateLimitError", "InternalServerError"):
         assert error in message, (error, message)
-    assert "0 of 3" in message
+    assert "0 of 3" in message and "1 needed" in message
     assert upstream_server.requests_for(JUDGE) == []
     assert upstream_server.requests_for(SYNTH) == []
     # No hidden retries: exactly one upstream request per member.

@@ -1,0 +1,128 @@
+"""One panel member's answer with the web: which path it takes, and running it.
+
+``auto`` takes the provider's native web tools where it has them (table in ``native.py``), else the
+client tool loop when the model can call functions, else one search up front as context ("pre-search").
+A native call the provider refuses (a 400 about the tool) is retried once through the client loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import litellm
+
+from ..config import FusionSpec, MemberSpec
+from ..errors import FusionConfigError
+from ..nested import CompleteFn, timed_call
+from ..usage import CallRecord, UsageLedger
+from .loop import client_loop, presearch_call, web_note
+from .search import SearchFn
+from .tools import FetcherLike, MemberToolbox
+
+if TYPE_CHECKING:
+    from .citations import Source
+    from .tools import ToolCallRecord
+
+__all__ = ["WebAnswer", "member_web_mode", "needs_search", "answer_with_web"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebAnswer:
+    """A member's final response plus what the web part did."""
+
+    response: Any
+    records: tuple[CallRecord, ...]
+    mode: str
+    """``native``, ``client``, ``presearch``, or ``native→client`` after a refusal."""
+    sources: tuple[Source, ...] = ()
+    tool_calls: tuple[ToolCallRecord, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _supports_functions(model: str) -> bool:
+    try:
+        return bool(litellm.supports_function_calling(model=model))
+    except Exception:  # unknown model names make LiteLLM raise
+        return False
+
+
+def member_web_mode(member: MemberSpec, spec: FusionSpec, aliases: dict[str, str]) -> str:
+    """``off``, ``native``, ``client`` or ``presearch`` for this member; a forced impossible mode is a 400."""
+    mode = member.web or spec.web.mode
+    if mode == "off":
+        return "off"
+    from .native import native_plan
+
+    model = aliases.get(member.model, member.model)
+    if mode in ("auto", "native") and native_plan(model, max_uses=spec.web.max_tool_calls) is not None:
+        return "native"
+    if mode == "native":
+        raise FusionConfigError(f"web mode 'native' for '{member.model}': its provider has no native web tools; use web: auto or client")
+    if mode == "client" or _supports_functions(model):
+        return "client"
+    return "presearch"
+
+
+def needs_search(spec: FusionSpec, aliases: dict[str, str]) -> bool:
+    """Whether a member will search client-side (the client loop or pre-search), so a backend is required."""
+    return any(member_web_mode(m, spec, aliases) in ("client", "presearch") for m in spec.panel)
+
+
+async def answer_with_web(
+    *,
+    mode: str,
+    member: MemberSpec,
+    spec: FusionSpec,
+    kwargs: dict[str, Any],
+    complete: CompleteFn,
+    ledger: UsageLedger,
+    search: SearchFn | None,
+    fetcher: FetcherLike | None,
+    aliases: dict[str, str],
+) -> WebAnswer:
+    """Answer ``kwargs["messages"]`` with web access in ``mode`` (see :func:`member_web_mode`)."""
+    from .citations import sources_from_response
+    from .native import NativePlan, is_native_refusal, native_plan
+
+    toolbox = MemberToolbox(spec=spec.web, search=search, fetcher=fetcher, ledger=ledger, search_provider=spec.web.search.provider)
+    for message in kwargs["messages"]:
+        if isinstance(message.get("content"), str):
+            toolbox.remember(message["content"])
+
+    def done(response: Any, records: list[CallRecord], used: str, notes: tuple[str, ...] = ()) -> WebAnswer:
+        sources = {s.url: s for s in toolbox.sources.values()}
+        for source in sources_from_response(response):
+            sources.setdefault(source.url, source)
+        return WebAnswer(response=response, records=tuple(records), mode=used, sources=tuple(sources.values()), tool_calls=tuple(toolbox.calls), notes=notes)
+
+    if mode == "native":
+        plan = native_plan(aliases.get(member.model, member.model), max_uses=spec.web.max_tool_calls)
+        assert plan is not None  # member_web_mode chose native only when a plan exists
+        if aliases.get(member.model):
+            plan = NativePlan(**{**plan.__dict__, "model": member.model})  # a Router name stays routable
+        extra = dict(plan.extra)
+        native_tools = extra.pop("tools", [])
+        native_kwargs = {**kwargs, **extra, "model": plan.model}
+        try:
+            if plan.mixes_with_function_tools and not plan.has_fetch and fetcher is not None and spec.web.fetch.enabled:
+                # Native search plus our guarded fetch as a function tool, in one loop.
+                response, records = await client_loop(
+                    complete=complete, kwargs=native_kwargs, member=member, toolbox=toolbox, ledger=ledger,
+                    native_tools=native_tools, offer_search=False,
+                )  # fmt: skip
+                return done(response, records, "native")
+            call = {**native_kwargs, "messages": [web_note(), *kwargs["messages"]], **({"tools": native_tools} if native_tools else {})}
+            response, record = await timed_call(complete, call, role="panel", member=member, ledger=ledger)
+            return done(response, [record], "native")
+        except Exception as exc:
+            if not is_native_refusal(exc) or search is None:
+                raise
+            refusal = f"native web tools refused ({type(exc).__name__}); retried with the client loop"
+            response, records = await client_loop(complete=complete, kwargs=kwargs, member=member, toolbox=toolbox, ledger=ledger)
+            return done(response, records, "native→client", (refusal,))
+    if mode == "client":
+        response, records = await client_loop(complete=complete, kwargs=kwargs, member=member, toolbox=toolbox, ledger=ledger)
+        return done(response, records, "client")
+    response, records = await presearch_call(complete=complete, kwargs=kwargs, member=member, toolbox=toolbox, ledger=ledger)
+    return done(response, records, "presearch")
