@@ -123,19 +123,22 @@ class Settings:
     b_member_latency: float = 0.5
     b_stage_latency: float = 0.1
     b_pairs: int = 8
-    c_n: int = 16
-    c_concurrency: int = 16
+    c_n: int = 8
+    c_concurrency: int = 4
     c_grace: float = 0.5
     c_panel_timeout: float = 5.0
     c_include_default: bool = True
     d_pairs: int = 10
     d_chunk_delay: float = 0.025
     d_chunk_chars: int = 5
+    d_holdback_delay: float = 0.2
+    d_holdback_pairs: int = 3
     e_duration: float = 10.0
     e_concurrency: int = 8
     e_latency: float = 0.05
     e_startup_timeout: float = 90.0
     f_pairs: int = 10
+    probe_n: int = 10
 
     @classmethod
     def full(cls, **overrides: Any) -> Settings:
@@ -145,18 +148,20 @@ class Settings:
     def quick_mode(cls, **overrides: Any) -> Settings:
         quick = cls(
             quick=True,
-            scale=0.5,
+            scale=0.4,
             warmup=2,
             calib_n=48,
-            a_rounds_c1=6,
+            a_rounds_c1=5,
             a_rounds_c8=2,
             b_pairs=4,
-            c_n=8,
-            c_concurrency=8,
+            c_n=4,
+            c_concurrency=4,
             c_include_default=False,
             d_pairs=4,
+            d_holdback_pairs=2,
             e_duration=4.0,
             f_pairs=4,
+            probe_n=6,
         )
         return dataclasses.replace(quick, **overrides)
 
@@ -476,31 +481,39 @@ async def section_a(s: Settings, up: Upstream) -> dict[str, Any]:
             "paired_median": round(1000 * statistics.median(pairs), 1) if pairs else None,
         }
         cell["fusion_outside_nested_calls_ms"] = summary(outside)
-        cell["upstream"] = {k: stats[k] for k in ("total", "max_in_flight", "connections", "disconnected_before_done")}
+        cell["upstream"] = {k: stats[k] for k in ("total", "max_in_flight", "connections", "new_connections", "disconnected_before_done")}
         cell["litellm_client_cache_growth"] = client_cache_size() - cache_before
         out[f"c{concurrency}"] = cell
 
-    # Connection reuse: sequential calls with zero latency, fresh counters per variant.
+    # CPU and connections per request: sequential calls with zero scripted latency, fresh counters per
+    # variant. Driver CPU time (the upstream is another process) is robust to other load on the machine.
     await wait_idle(up)
     fast = {name: script(PANEL_TEXT[name]) for name in PANEL} | {JUDGE: script(JUDGE_JSON), SYNTH: script(SYNTH_TEXT)}
     up.set_scripts(fast)
-    reuse: dict[str, Any] = {}
-    probe_n = 5
+    probe: dict[str, Any] = {"requests_per_variant": s.probe_n, "upstream_latency_ms": 0}
     for name in names:
+        await variants[name]()
+        await wait_idle(up)
         up.reset()
         before = client_cache_size()
-        for _ in range(probe_n):
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        for _ in range(s.probe_n):
             await variants[name]()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         stats = up.stats()
-        reuse[name] = {
-            "requests": probe_n,
+        probe[name] = {
+            "driver_cpu_ms_per_request": round(1000 * cpu / s.probe_n, 1),
+            "wall_ms_per_request": round(1000 * wall / s.probe_n, 1),
             "upstream_calls": stats["total"],
-            "tcp_connections_opened": stats["connections"],
+            "tcp_connections_opened": stats["new_connections"],
             "litellm_client_cache_growth": client_cache_size() - before,
         }
-    reuse["litellm_client_cache_size_now"] = client_cache_size()
-    reuse["litellm_client_cache_max"] = litellm.in_memory_llm_clients_cache.max_size_in_memory
-    out["connection_reuse"] = reuse
+    probe["fusion_minus_hand_rolled_cpu_ms"] = round(
+        probe["fusion"]["driver_cpu_ms_per_request"] - probe["hand_rolled"]["driver_cpu_ms_per_request"], 1
+    )
+    probe["litellm_client_cache_size_now"] = client_cache_size()
+    probe["litellm_client_cache_max"] = litellm.in_memory_llm_clients_cache.max_size_in_memory
+    out["cpu_and_connections"] = probe
     return out
 
 
@@ -611,16 +624,15 @@ async def section_c(s: Settings, up: Upstream) -> dict[str, Any]:
 
 
 async def section_d(s: Settings, up: Upstream) -> dict[str, Any]:
-    text = (SYNTH_TEXT + " ") * 2
+    text = SYNTH_TEXT
     synth_extra = {"chunk_delay": s.d_chunk_delay, "chunk_chars": s.d_chunk_chars}
     scripts = standard_scripts(s, synth_extra=synth_extra)
     scripts[SYNTH]["text"] = text
     up.set_scripts(scripts)
     spec = standard_spec(up.base_url)
     hand = await make_hand_rolled(up, s)
-    for _ in range(s.warmup):
-        await fusion_stream(spec)
-        await hand.call("fixed", stream=True)
+    await fusion_stream(spec)
+    await hand.call("fixed", stream=True)
     await wait_idle(up)
     up.reset()
     runs: dict[str, list[dict[str, Any]]] = {"fusion": [], "hand_rolled": []}
@@ -651,6 +663,21 @@ async def section_d(s: Settings, up: Upstream) -> dict[str, Any]:
     out["fusion_minus_hand_rolled_ttft_ms"] = {
         "p50": round(out["fusion"]["ttft"]["p50_ms"] - out["hand_rolled"]["ttft"]["p50_ms"], 1),
         "p99": round(out["fusion"]["ttft"]["p99_ms"] - out["hand_rolled"]["ttft"]["p99_ms"], 1),
+    }
+    # Does fusion hold the first content chunk back until the second arrives? Same stream, 4 chunks with a
+    # long chunk_delay: if it does, the TTFT gap to hand-rolled grows by about that delay.
+    up.set_scripts({SYNTH: script("abcdefghijklmnopqrst", s.lat(s.synth_latency), chunk_delay=s.d_holdback_delay, chunk_chars=5)})
+    probe: dict[str, list[float]] = {"fusion": [], "hand_rolled": []}
+    for _ in range(s.d_holdback_pairs):
+        probe["fusion"].append((await fusion_stream(spec))["ttft"])
+        probe["hand_rolled"].append((await hand.call("fixed", stream=True))["ttft"])
+    gap = round(1000 * (statistics.median(probe["fusion"]) - statistics.median(probe["hand_rolled"])), 1)
+    out["holdback_probe"] = {
+        "chunk_delay_ms": round(1000 * s.d_holdback_delay, 1),
+        "fusion_ttft": summary(probe["fusion"]),
+        "hand_rolled_ttft": summary(probe["hand_rolled"]),
+        "fusion_minus_hand_rolled_ttft_ms_median": gap,
+        "first_chunk_held_back": gap > 0.6 * 1000 * s.d_holdback_delay,
     }
     return out
 
@@ -830,11 +857,13 @@ async def section_e(s: Settings, up: Upstream) -> dict[str, Any]:
                 result = await _closed_loop(http, model, s.e_concurrency, s.e_duration)
                 elapsed = result["elapsed_s"]
                 stats = up.stats()
-                result["proxy_cpu_pct"] = round(100 * (proc_cpu_seconds(pids) - proxy_cpu0) / elapsed, 1)
+                proxy_cpu = proc_cpu_seconds(pids) - proxy_cpu0
+                result["proxy_cpu_pct"] = round(100 * proxy_cpu / elapsed, 1)
+                result["proxy_cpu_ms_per_request"] = round(1000 * proxy_cpu / result["ok"], 1) if result["ok"] else None
                 result["upstream_cpu_pct"] = round(100 * (stats["cpu_s"] - up_cpu0) / elapsed, 1) if up_cpu0 is not None else None
                 result["driver_cpu_pct"] = round(100 * (time.process_time() - me0) / elapsed, 1)
                 result["upstream_calls"] = stats["total"]
-                result["upstream_tcp_connections"] = stats["connections"]
+                result["upstream_tcp_connections_opened"] = stats["new_connections"]
                 result["minus_critical_path_ms"] = {
                     "p50": round(result["p50_ms"] - out["critical_path_ms"][label], 1) if result.get("p50_ms") else None,
                     "p99": round(result["p99_ms"] - out["critical_path_ms"][label], 1) if result.get("p99_ms") else None,
@@ -970,10 +999,19 @@ def render_table(results: dict[str, Any]) -> str:
             f"paired median {_signed(d['paired_median'])} ms",
             f"fusion time outside nested calls p50 {_ms(o.get('p50_ms'))} ms; client cache +{cell['litellm_client_cache_growth']}",
         )
-    if "connection_reuse" in a:
-        r = a["connection_reuse"]
-        parts = [f"{k}: {v['tcp_connections_opened']} conns/{v['upstream_calls']} calls, cache +{v['litellm_client_cache_growth']}" for k, v in r.items() if isinstance(v, dict)]
-        row("a", f"connection reuse, {r['fusion']['requests']} sequential requests each", r["fusion"]["requests"], None, None, "TCP connections opened", "; ".join(parts))
+    if "cpu_and_connections" in a:
+        r = a["cpu_and_connections"]
+        for name, label in (("fusion", "fusion"), ("hand_rolled", "hand-rolled"), ("hand_rolled_remaining_timeout", "hand-rolled, timeout=remaining")):
+            v = r[name]
+            row(
+                "a",
+                f"{label}: CPU and connections, sequential, 0 ms upstream",
+                r["requests_per_variant"],
+                None,
+                None,
+                f"wall {v['wall_ms_per_request']:.0f} ms/request",
+                f"driver CPU **{v['driver_cpu_ms_per_request']:.1f} ms/request**; {v['tcp_connections_opened']} TCP connections opened for {v['upstream_calls']} calls; LiteLLM client cache +{v['litellm_client_cache_growth']}",
+            )
     b = results.get("b", {})
     if "panel_1" in b:
         row("b", "1-member panel", b["panel_1"]["n"], b["panel_1"]["p50_ms"], b["panel_1"]["p99_ms"], f"critical path {b['critical_path_ms']:.0f}", f"member {b['member_latency_ms']:.0f} ms, judge+synth {2 * b['judge_and_synth_latency_ms']:.0f} ms")
@@ -1002,6 +1040,17 @@ def render_table(results: dict[str, Any]) -> str:
     if "fusion_minus_hand_rolled_ttft_ms" in d_:
         x = d_["fusion_minus_hand_rolled_ttft_ms"]
         row("d", "**TTFT fusion − hand-rolled**", "", x["p50"], x["p99"], f"chunk_delay {d_['chunk_delay_ms']:.0f} ms", "")
+    if "holdback_probe" in d_:
+        h = d_["holdback_probe"]
+        row(
+            "d",
+            f"TTFT with chunk_delay {h['chunk_delay_ms']:.0f} ms: fusion vs hand-rolled",
+            h["fusion_ttft"]["n"],
+            h["fusion_ttft"]["p50_ms"],
+            h["fusion_ttft"]["p99_ms"],
+            f"hand-rolled p50 {_ms(h['hand_rolled_ttft']['p50_ms'])}",
+            f"fusion − hand-rolled {_signed(h['fusion_minus_hand_rolled_ttft_ms_median'])} ms: first chunk held back = {h['first_chunk_held_back']}",
+        )
     e = results.get("e", {})
     for name, label in (("solo", "proxy pass-through (solo model)"), ("fusion", "proxy fusion (3 members + judge/synth)")):
         if name in e:
@@ -1013,7 +1062,7 @@ def render_table(results: dict[str, Any]) -> str:
                 v.get("p50_ms"),
                 v.get("p99_ms"),
                 f"critical path {e['critical_path_ms'][name]:.0f}",
-                f"**{v['req_per_s']} req/s**, errors {v['errors'] or 0}; CPU proxy {v['proxy_cpu_pct']:.0f}% / upstream {v['upstream_cpu_pct'] or 0:.0f}% / driver {v['driver_cpu_pct']:.0f}%; x-litellm-overhead p50 {_ms(v['x_litellm_overhead'].get('p50_ms'))} ms",
+                f"**{v['req_per_s']} req/s**, errors {v['errors'] or 0}; proxy CPU {v['proxy_cpu_pct']:.0f}% = {_ms(v['proxy_cpu_ms_per_request'])} ms/request (upstream {v['upstream_cpu_pct'] or 0:.0f}%, driver {v['driver_cpu_pct']:.0f}%); {v['upstream_tcp_connections_opened']} upstream connections opened for {v['upstream_calls']} calls; x-litellm-overhead p50 {_ms(v['x_litellm_overhead'].get('p50_ms'))} ms",
             )
     if "fusion_over_solo_rps" in e:
         row("e", "fusion req/s ÷ pass-through req/s", "", None, None, "5 nested calls per fusion request", f"{e['fusion_over_solo_rps']}× ({e['nested_calls_per_s_fusion']} nested calls/s)")

@@ -8,8 +8,9 @@ per-section latencies). So the process mode runs this file as a child process::
 
 Commands (one JSON object per line on stdin, one JSON reply per line on stdout):
 ``{"cmd": "set", "scripts": {model: script fields | [script fields, ...]}}``, ``{"cmd": "reset"}``,
-``{"cmd": "stats"}`` (``stats()`` plus ``connections``: distinct client TCP connections seen since the last
-reset, and ``cpu_s``), ``{"cmd": "records", "model": m, "bodies": bool, "last": n}``, ``{"cmd": "stop"}``.
+``{"cmd": "stats"}`` (``stats()`` plus ``connections``: distinct client TCP connections used since the last
+reset, ``new_connections``: how many of them were opened since then, and ``cpu_s`` of the server process),
+``{"cmd": "records", "model": m, "bodies": bool, "last": n}``, ``{"cmd": "stop"}``.
 
 This module must stay cheap to import (no LiteLLM): the child process imports only aiohttp and the server.
 """
@@ -38,24 +39,32 @@ class CountingServer(ScriptedServer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._peers: set[Any] = set()
+        self._peers: set[Any] = set()  # since the last reset
+        self._ever: set[Any] = set()  # since start: a peer not in it is a newly opened connection
+        self._new = 0
 
     async def _handle_chat(self, request: Any) -> Any:  # the server's own handler, plus the peer
         transport = request.transport
         peer = transport.get_extra_info("peername") if transport is not None else None
         if peer is not None:
             with self._lock:
-                self._peers.add(tuple(peer))
+                key = tuple(peer)
+                self._peers.add(key)
+                if key not in self._ever:
+                    self._ever.add(key)
+                    self._new += 1
         return await super()._handle_chat(request)
 
     def reset(self) -> None:
         super().reset()
         with self._lock:
             self._peers.clear()
+            self._new = 0
 
-    def connections(self) -> int:
+    def connections(self) -> tuple[int, int]:
+        """(distinct client connections used, connections opened) since the last reset."""
         with self._lock:
-            return len(self._peers)
+            return len(self._peers), self._new
 
 
 def _scripts(data: dict[str, Any]) -> dict[str, list[Script]]:
@@ -93,7 +102,8 @@ def _handle(server: CountingServer, command: dict[str, Any]) -> Any:
         return {"ok": True}
     if cmd == "stats":
         times = os.times()
-        return {**server.stats(), "connections": server.connections(), "cpu_s": times.user + times.system}
+        used, opened = server.connections()
+        return {**server.stats(), "connections": used, "new_connections": opened, "cpu_s": times.user + times.system}
     if cmd == "records":
         return _records(server, command.get("model"), bool(command.get("bodies")), command.get("last"))
     raise ValueError(f"unknown command {cmd!r}")

@@ -25,6 +25,7 @@ from .nested import CompleteFn
 from .pipeline import FusionDone, FusionRequest, FusionResult, run_fusion, stream_fusion
 from .request import build_request
 from .routing import proxy_router, routed_complete
+from .web.tools import FetcherFactory
 
 __all__ = ["FusionLLM", "fusion_llm", "register"]
 
@@ -167,13 +168,21 @@ class FusionLLM(CustomLLM):
         presets: the preset store; defaults to the built-ins plus ``$LITELLM_FUSION_PRESETS``.
         complete: the nested-call seam (default ``litellm.acompletion``).
         router: a ``litellm.Router`` whose ``model_name``s members may use (the proxy's own is found by itself).
+        fetcher_factory: builds the web fetcher from the fetch limits (default: public addresses only).
     """
 
-    def __init__(self, presets: PresetStore | None = None, complete: CompleteFn | None = None, router: Any | None = None) -> None:
+    def __init__(
+        self,
+        presets: PresetStore | None = None,
+        complete: CompleteFn | None = None,
+        router: Any | None = None,
+        fetcher_factory: FetcherFactory | None = None,
+    ) -> None:
         super().__init__()
         self.presets = presets or PresetStore()
         self.complete = complete
         self.router = router
+        self.fetcher_factory = fetcher_factory
 
     def _prepare(self, model: str, messages: Any, optional_params: dict[str, Any], litellm_params: dict[str, Any] | None, timeout: Any) -> tuple[FusionRequest, CompleteFn]:
         if _INSIDE_FUSION.get():
@@ -197,7 +206,7 @@ class FusionLLM(CustomLLM):
         request, complete = self._prepare(model, messages, optional_params, litellm_params, timeout)
         token = _INSIDE_FUSION.set(True)
         try:
-            result = await run_fusion(request, complete=complete)
+            result = await run_fusion(request, complete=complete, fetcher_factory=self.fetcher_factory)
         finally:
             _INSIDE_FUSION.reset(token)
         return fill_response(model_response, result, model, request.spec.expose)
@@ -206,7 +215,7 @@ class FusionLLM(CustomLLM):
         """Stream the synthesizer's answer; the panel and the judge finish before the first chunk."""
         request, complete = self._prepare(model, messages, optional_params, litellm_params, timeout)
         # Set and reset around each step: a generator's context must not leak into the consumer's.
-        events = generic_stream(stream_fusion(request, complete=complete), request.spec.expose)
+        events = generic_stream(stream_fusion(request, complete=complete, fetcher_factory=self.fetcher_factory), request.spec.expose)
         try:
             while True:
                 token = _INSIDE_FUSION.set(True)

@@ -1,0 +1,965 @@
+"""Soak test (perf-reliability goal G7): no leaks after many fusion requests with faults mixed in.
+
+    python benchmarks/soak.py [--requests 10000] [--concurrency 16] [--json out.json]
+
+Runs ``--warmup`` requests, takes a baseline, runs ``--requests`` more in ``--batches`` batches, drains,
+``gc.collect()``s and compares. Every request is ``litellm.acompletion(model="fusion/soak", fusion=spec, ...)``
+(after ``litellm_fusion.register()``) against a scripted OpenAI-compatible upstream on 127.0.0.1, with this
+mix (exact counts per batch, shuffled with ``--seed``):
+
+======================  =====  ==========================================================  ===============
+kind                    share  what happens                                                expected
+======================  =====  ==========================================================  ===============
+normal                  58 %   3 members, judge, synthesizer                               ok
+stream                  10 %   the same, ``stream=True``, consumed to the end              stream_ok
+stream_abandon           2 %   ``stream=True`` on a long synthesizer stream; the caller    stream_abandoned
+                               reads 3 chunks, breaks out and ``aclose()``s the stream
+member_500               7 %   one member answers 500; the quorum (2 of 3) still holds     ok_degraded
+member_500_strict        3 %   one member answers 500 with ``min_quorum: 3``               503
+member_hang              5 %   one member never answers; ``straggler_grace`` 0.05 s drops  ok_degraded
+judge_500                5 %   the judge answers 500; synthesis from the raw answers       ok_degraded
+cancel                   5 %   slow panel (250 ms); the caller cancels 20-120 ms in        cancelled
+malformed                5 %   bad messages (bad role, missing content, empty list)        400 (no upstream)
+======================  =====  ==========================================================  ===============
+
+"Normal" in the G7 sense is the first three rows (70 %). Latencies are 5-20 ms except the cancel panel.
+
+The upstream runs in a child process (``--server child``, the default) so that the server's own objects,
+threads and sockets stay out of the driver's tracemalloc, task and fd counts. The child is this file run
+with ``--serve``: a :class:`~litellm_fusion.testing.ScriptedServer` plus a line protocol on stdin/stdout
+for ``stats()``. Why not ``python -m litellm_fusion.testing``? It has no HTTP stats endpoint (only
+``/health``, ``/v1/models`` and the chat routes), so ``in_flight`` could not be read from another process.
+``--server inprocess`` runs the server in a thread of the driver instead: exact same stats, but the server's
+objects, its thread (competing for the GIL) and both ends of every socket are then in the driver's
+measurements; its files are filtered out of the tracemalloc diff, but not out of the fd count.
+
+Criteria (each printed as PASS/FAIL; the exit status is 1 if any fails):
+
+* asyncio tasks after drain <= baseline + 2;
+* tracemalloc net growth (current traced memory, end - baseline) <= 2 MB;
+* the traced-memory slope over the last 5 batches (least squares) <= 20 % growth, LiteLLM's own criterion
+  from its ``tests/memory_leak_tests``; its absolute value (KB per 1,000 requests) is reported as well;
+* upstream ``in_flight`` == 0 after drain;
+* open fds <= baseline + allowance, allowance = concurrency x 3 (the most upstream connections the
+  driver can hold at once: every request's 3 panel members in flight; LiteLLM's cached clients may keep
+  that many idle keep-alive connections open, legitimately) + 4 (slack for epoll/eventfd/pipes);
+* 0 ResourceWarning / "Unclosed ..." / "Task was destroyed" / "never awaited" / unraisable-exception
+  events, from ``warnings``, ``logging``, the loop's exception handler and ``sys.unraisablehook``;
+* every request had its kind's expected outcome;
+* wall time <= ``--max-wall`` (default 600 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import gc
+import json
+import logging
+import math
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+__all__ = ["main", "run_soak", "SoakConfig", "MIX", "EXPECTED"]
+
+MB = 1024 * 1024
+UPSTREAM_KEY = "sk-soak-upstream"
+
+# kind -> share of every batch; the shares sum to 1.
+MIX: dict[str, float] = {
+    "normal": 0.58,
+    "stream": 0.10,
+    "stream_abandon": 0.02,
+    "member_500": 0.07,
+    "member_500_strict": 0.03,
+    "member_hang": 0.05,
+    "judge_500": 0.05,
+    "cancel": 0.05,
+    "malformed": 0.05,
+}
+EXPECTED: dict[str, str] = {
+    "normal": "ok",
+    "stream": "stream_ok",
+    "stream_abandon": "stream_abandoned",
+    "member_500": "ok_degraded",
+    "member_500_strict": "503",
+    "member_hang": "ok_degraded",
+    "judge_500": "ok_degraded",
+    "cancel": "cancelled",
+    "malformed": "400",
+}
+
+ANALYSIS = '{"consensus": ["Paris"], "contradictions": [], "partial_coverage": [], "unique_insights": [], "blind_spots": []}'
+
+# Upstream model name -> Script fields. The driver calls them as ``openai/<name>``.
+SCRIPTS: dict[str, dict[str, Any]] = {
+    "soak-a": {"text": "Member A: Paris is the capital of France.", "latency": 0.005},
+    "soak-b": {"text": "Member B: the capital of France is Paris, on the Seine.", "latency": 0.010},
+    "soak-c": {"text": "Member C: Paris.", "latency": 0.020},
+    "soak-judge": {"text": ANALYSIS, "latency": 0.010},
+    "soak-synth": {"text": "Paris is the capital of France, on the Seine.", "latency": 0.005, "chunk_chars": 8, "chunk_delay": 0.001},
+    "soak-synth-long": {"text": "Paris. " * 60, "latency": 0.005, "chunk_chars": 4, "chunk_delay": 0.005},
+    "soak-err": {"status": 500, "latency": 0.005, "error_message": "scripted member failure"},
+    "soak-judge-err": {"status": 500, "latency": 0.010, "error_message": "scripted judge failure"},
+    "soak-hang": {"hang": True},
+    "soak-slow-a": {"text": "Slow A: Paris.", "latency": 0.25},
+    "soak-slow-b": {"text": "Slow B: Paris.", "latency": 0.25},
+    "soak-slow-c": {"text": "Slow C: Paris.", "latency": 0.25},
+}
+
+LEAK_PATTERN = re.compile(r"unclosed|task was destroyed|never awaited|resourcewarning|exception ignored", re.IGNORECASE)
+
+
+# ----- the upstream: a child process (default) or a thread ----------------------------------------------
+
+
+def _counting_server_class() -> type:
+    from litellm_fusion.testing.server import ScriptedServer
+
+    class CountingServer(ScriptedServer):
+        """A ScriptedServer that also counts distinct client TCP connections (by peer address and port)."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.peers: set[tuple[Any, ...]] = set()
+            self.kept = {"total": 0, "disconnected_before_done": 0, "connections": 0}
+
+        async def _handle_chat(self, request: Any) -> Any:
+            transport = request.transport
+            peer = transport.get_extra_info("peername") if transport is not None else None
+            if peer is not None:
+                with self._lock:
+                    self.peers.add(tuple(peer))
+            return await super()._handle_chat(request)
+
+        def cumulative(self) -> dict[str, Any]:
+            """stats() summed over every forget(): total, disconnected_before_done, connections, in_flight."""
+            stats = self.stats()
+            with self._lock:
+                peers = len(self.peers)
+            return {
+                "in_flight": stats["in_flight"],
+                "max_in_flight": stats["max_in_flight"],
+                "total": self.kept["total"] + stats["total"],
+                "disconnected_before_done": self.kept["disconnected_before_done"] + stats["disconnected_before_done"],
+                "connections": self.kept["connections"] + peers,
+                "by_model": stats["by_model"],
+            }
+
+        def forget(self) -> None:
+            """Drop the request records (the server keeps every body otherwise), keeping the counts."""
+            stats = self.stats()
+            with self._lock:
+                self.kept["total"] += stats["total"]
+                self.kept["disconnected_before_done"] += stats["disconnected_before_done"]
+                self.kept["connections"] += len(self.peers)
+                self.peers.clear()
+            self.reset()
+
+    return CountingServer
+
+
+def _serve(scripts_path: str) -> int:
+    """Child mode: serve the scripts; answer ``stats`` / ``forget`` / ``idle <s>`` lines on stdin."""
+    from litellm_fusion.testing.server import load_scripts
+
+    scripts, default = load_scripts(scripts_path)
+    server = _counting_server_class()(scripts, default=default).start()
+    try:
+        print(json.dumps({"base_url": server.base_url, "pid": os.getpid()}), flush=True)
+        for line in sys.stdin:
+            command, _, arg = line.strip().partition(" ")
+            if command == "stats":
+                reply: Any = server.cumulative()
+            elif command == "forget":
+                server.forget()
+                reply = server.cumulative()
+            elif command == "idle":
+                reply = {"idle": server.wait_idle(float(arg or 5)), **server.cumulative()}
+            elif command == "cpu":
+                reply = {"cpu_s": time.process_time()}
+            elif command == "quit":
+                break
+            else:
+                reply = {"error": f"unknown command {command!r}"}
+            print(json.dumps(reply), flush=True)
+    finally:
+        server.stop()
+    return 0
+
+
+class ChildUpstream:
+    """The scripted upstream in a child process (this file with ``--serve``), read through a pipe."""
+
+    mode = "child"
+
+    def __init__(self, scripts_path: Path) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self._proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--serve", str(scripts_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self._lock = threading.Lock()
+        hello = self._read(timeout=30.0)
+        self.base_url: str = hello["base_url"]
+
+    def _read(self, timeout: float) -> dict[str, Any]:
+        assert self._proc.stdout is not None
+        box: list[str] = []
+        reader = threading.Thread(target=lambda: box.append(self._proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+        reader.start()
+        reader.join(timeout)
+        if not box or not box[0]:
+            raise RuntimeError(f"the upstream child (pid {self._proc.pid}) did not answer within {timeout:g}s")
+        return json.loads(box[0])
+
+    def _ask(self, line: str, timeout: float = 30.0) -> dict[str, Any]:
+        with self._lock:
+            assert self._proc.stdin is not None
+            self._proc.stdin.write(line + "\n")
+            self._proc.stdin.flush()
+            return self._read(timeout)
+
+    def stats(self) -> dict[str, Any]:
+        return self._ask("stats")
+
+    def forget(self) -> dict[str, Any]:
+        return self._ask("forget")
+
+    def cpu_s(self) -> float:
+        return float(self._ask("cpu")["cpu_s"])
+
+    async def wait_idle(self, timeout: float) -> dict[str, Any]:
+        return await asyncio.to_thread(self._ask, f"idle {timeout:g}", timeout + 30.0)
+
+    def close(self) -> None:
+        try:
+            if self._proc.poll() is None:
+                with contextlib.suppress(Exception):
+                    self._ask("quit", timeout=5.0)
+        finally:
+            for stream in (self._proc.stdin, self._proc.stdout):
+                with contextlib.suppress(Exception):
+                    stream.close()  # type: ignore[union-attr]
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=10)
+
+
+class ThreadUpstream:
+    """The scripted upstream on a thread of the driver (``--server inprocess``)."""
+
+    mode = "inprocess"
+
+    def __init__(self, scripts_path: Path) -> None:
+        from litellm_fusion.testing.server import load_scripts
+
+        scripts, default = load_scripts(scripts_path)
+        self._server = _counting_server_class()(scripts, default=default).start()
+        self.base_url = self._server.base_url
+
+    def stats(self) -> dict[str, Any]:
+        return self._server.cumulative()
+
+    def forget(self) -> dict[str, Any]:
+        self._server.forget()
+        return self._server.cumulative()
+
+    def cpu_s(self) -> float:
+        return 0.0  # shared with the driver
+
+    async def wait_idle(self, timeout: float) -> dict[str, Any]:
+        idle = await self._server.wait_idle_async(timeout)
+        return {"idle": idle, **self._server.cumulative()}
+
+    def close(self) -> None:
+        self._server.stop()
+
+
+# ----- what each kind of request sends ------------------------------------------------------------------
+
+
+def _member(base_url: str, name: str) -> dict[str, Any]:
+    return {"model": f"openai/{name}", "api_base": base_url, "api_key": UPSTREAM_KEY}
+
+
+def build_specs(base_url: str) -> dict[str, dict[str, Any]]:
+    """The pre-built fusion spec of each kind (malformed uses the normal one)."""
+
+    def spec(panel: list[str], judge: str = "soak-judge", synth: str = "soak-synth", **extra: Any) -> dict[str, Any]:
+        return {
+            "panel": [_member(base_url, m) for m in panel],
+            "judge": _member(base_url, judge),
+            "synthesizer": _member(base_url, synth),
+            "timeout": 10.0,
+            "panel_timeout": 5.0,
+            **extra,
+        }
+
+    normal = spec(["soak-a", "soak-b", "soak-c"])
+    return {
+        "normal": normal,
+        "stream": normal,
+        "stream_abandon": spec(["soak-a", "soak-b", "soak-c"], synth="soak-synth-long"),
+        "member_500": spec(["soak-a", "soak-b", "soak-err"]),
+        "member_500_strict": spec(["soak-a", "soak-b", "soak-err"], min_quorum=3),
+        "member_hang": spec(["soak-a", "soak-b", "soak-hang"], straggler_grace=0.05, panel_timeout=1.0),
+        "judge_500": spec(["soak-a", "soak-b", "soak-c"], judge="soak-judge-err"),
+        "cancel": spec(["soak-slow-a", "soak-slow-b", "soak-slow-c"]),
+        "malformed": normal,
+    }
+
+
+MALFORMED_MESSAGES: list[Any] = [
+    [{"role": "bogus", "content": "What is the capital of France?"}],
+    [{"role": "user"}],
+    [],
+]
+
+
+def _messages(n: int) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": f"Question {n}: what is the capital of France? Answer in one sentence."}]
+
+
+def _status(exc: BaseException) -> str:
+    code = getattr(exc, "status_code", None)
+    return str(code) if isinstance(code, int) else f"error:{type(exc).__name__}"
+
+
+async def one_request(kind: str, n: int, specs: dict[str, dict[str, Any]], rng: random.Random) -> tuple[str, str | None]:
+    """Run one request of ``kind``; return (outcome, detail for an unexpected one)."""
+    import litellm
+
+    spec = specs[kind]
+    messages: Any = _messages(n)
+    if kind == "malformed":
+        messages = MALFORMED_MESSAGES[n % len(MALFORMED_MESSAGES)]
+    try:
+        if kind == "cancel":
+            task = asyncio.create_task(litellm.acompletion(model="fusion/soak", fusion=spec, messages=messages))
+            await asyncio.sleep(rng.uniform(0.02, 0.12))
+            if task.done():
+                response = task.result()
+                return ("ok_degraded" if response._hidden_params["fusion"]["degraded"] else "ok"), "finished before the cancel"
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                # Ours, not the caller's: only swallow it if this task itself is not being cancelled.
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+                return "cancelled", None
+            return "ok", "finished despite the cancel"
+        if kind in ("stream", "stream_abandon"):
+            stream = await litellm.acompletion(
+                model="fusion/soak", fusion=spec, messages=messages, stream=True, stream_options={"include_usage": True}
+            )
+            text, chunks, usage = [], 0, None
+            try:
+                async for chunk in stream:
+                    chunks += 1
+                    if chunk.choices:
+                        text.append(chunk.choices[0].delta.content or "")
+                    usage = getattr(chunk, "usage", None) or usage
+                    if kind == "stream_abandon" and chunks >= 3:
+                        break
+            finally:
+                await stream.aclose()
+            if kind == "stream_abandon":
+                return "stream_abandoned", None
+            if not "".join(text).strip() or usage is None:
+                return "stream_incomplete", f"{chunks} chunks, text={''.join(text)!r}, usage={usage!r}"
+            return "stream_ok", None
+        response = await litellm.acompletion(model="fusion/soak", fusion=spec, messages=messages)
+        if not (response.choices[0].message.content or "").strip():
+            return "empty", "empty answer"
+        trace = response._hidden_params["fusion"]
+        return ("ok_degraded" if trace["degraded"] else "ok"), None
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # the outcome is the status; anything unexpected is reported with its message
+        return _status(exc), f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
+# ----- capture of leak symptoms -------------------------------------------------------------------------
+
+
+@dataclass
+class Symptoms:
+    """Leak symptoms seen through each channel (one event is counted in one channel only)."""
+
+    warnings: list[str] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
+    loop: list[str] = field(default_factory=list)
+    unraisable: list[str] = field(default_factory=list)
+    other_warnings: list[str] = field(default_factory=list)
+    other_logs: collections.Counter = field(default_factory=collections.Counter)
+
+    def leak_events(self) -> list[str]:
+        return self.warnings + self.logs + self.loop + self.unraisable
+
+
+class _CaptureHandler(logging.Handler):
+    def __init__(self, symptoms: Symptoms) -> None:
+        super().__init__(level=logging.WARNING)
+        self.symptoms = symptoms
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # a badly formatted record is still a record
+            message = str(record.msg)
+        text = f"{record.name} {record.levelname}: {message}"
+        if LEAK_PATTERN.search(message):
+            self.symptoms.logs.append(text[:500])
+        else:
+            self.symptoms.other_logs[text[:160]] += 1
+
+
+_CAPTURED_LOGGERS = ("", "asyncio", "aiohttp", "LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "httpx", "openai")
+
+
+@contextlib.contextmanager
+def capture_symptoms(symptoms: Symptoms) -> Iterator[None]:
+    """Route warnings, log records (WARNING+) and unraisable exceptions into ``symptoms``."""
+    handler = _CaptureHandler(symptoms)
+    loggers = [logging.getLogger(name) for name in _CAPTURED_LOGGERS]
+    saved_hook = sys.unraisablehook
+
+    def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        text = f"{category.__name__}: {message} ({filename}:{lineno})"
+        if issubclass(category, ResourceWarning) or LEAK_PATTERN.search(str(message)):
+            symptoms.warnings.append(text[:500])
+        else:
+            symptoms.other_warnings.append(text[:300])
+
+    def unraisable(info: Any) -> None:
+        symptoms.unraisable.append(f"{info.err_msg or 'Exception ignored in'}: {info.object!r}: {info.exc_type.__name__}: {info.exc_value}"[:500])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ResourceWarning)
+        warnings.simplefilter("always", RuntimeWarning)
+        warnings.showwarning = show
+        for logger in loggers:
+            # A logger that does not propagate (LiteLLM's own) would hide its records from the root's handler.
+            if logger.name == "root" or not logger.propagate:
+                logger.addHandler(handler)
+        sys.unraisablehook = unraisable
+        try:
+            yield
+        finally:
+            sys.unraisablehook = saved_hook
+            for logger in loggers:
+                logger.removeHandler(handler)
+
+
+def _loop_exception_handler(symptoms: Symptoms):
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        message = str(context.get("message", ""))
+        exc = context.get("exception")
+        symptoms.loop.append(f"{message} {type(exc).__name__ + ': ' + str(exc) if exc else ''} {context.get('task') or context.get('client_session') or ''}"[:500])
+
+    return handle
+
+
+# ----- measurements -------------------------------------------------------------------------------------
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _owner(filename: str) -> str:
+    path = filename.replace("\\", "/")
+    for marker, owner in (
+        ("/litellm_fusion/", "litellm_fusion"),
+        ("/litellm/", "litellm"),
+        ("/openai/", "openai"),
+        ("/httpx/", "httpx"),
+        ("/httpcore/", "httpcore"),
+        ("/aiohttp/", "aiohttp"),
+        ("/benchmarks/", "soak driver"),
+        ("/asyncio/", "asyncio"),
+        ("/pydantic", "pydantic"),
+    ):
+        if marker in path:
+            return owner
+    return "other"
+
+
+def _attribution(traceback: tracemalloc.Traceback) -> str:
+    """The owning package: the most recent frame in fusion / LiteLLM / the HTTP stack, else the top frame."""
+    frames = list(traceback)  # oldest first
+    for wanted in ("litellm_fusion", "litellm", "openai", "httpx", "httpcore", "aiohttp"):
+        for frame in reversed(frames):
+            if _owner(frame.filename) == wanted:
+                return wanted
+    return _owner(frames[-1].filename) if frames else "other"
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", "/work/main/", "lib/python3"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename
+
+
+def _snapshot_filters(mode: str) -> list[tracemalloc.Filter]:
+    filters = [
+        tracemalloc.Filter(False, tracemalloc.__file__),
+        tracemalloc.Filter(False, "<frozen importlib._bootstrap>"),
+        tracemalloc.Filter(False, "<frozen importlib._bootstrap_external>"),
+        tracemalloc.Filter(False, "<unknown>"),
+    ]
+    if mode == "inprocess":
+        filters.append(tracemalloc.Filter(False, "*/litellm_fusion/testing/*"))
+        filters.append(tracemalloc.Filter(False, "*/aiohttp/web*"))
+    return filters
+
+
+def growth_sites(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, top: int = 5) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The top growth sites (by traceback) and the net growth by owning package."""
+    stats = after.compare_to(before, "traceback")
+    by_owner: collections.Counter = collections.Counter()
+    for stat in stats:
+        by_owner[_attribution(stat.traceback)] += stat.size_diff
+    sites = []
+    for stat in sorted(stats, key=lambda s: s.size_diff, reverse=True)[:top]:
+        frames = list(stat.traceback)
+        sites.append(
+            {
+                "size_diff": stat.size_diff,
+                "count_diff": stat.count_diff,
+                "owner": _attribution(stat.traceback),
+                "site": f"{_short(frames[-1].filename)}:{frames[-1].lineno}" if frames else "?",
+                "traceback": [f"{_short(f.filename)}:{f.lineno}" for f in reversed(frames)],  # most recent first
+            }
+        )
+    return sites, dict(by_owner.most_common())
+
+
+def slope(values: list[float]) -> float:
+    """Least-squares slope per step."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    mean_x, mean_y = (n - 1) / 2, sum(values) / n
+    num = sum((x - mean_x) * (y - mean_y) for x, y in enumerate(values))
+    den = sum((x - mean_x) ** 2 for x in range(n))
+    return num / den
+
+
+def _client_cache_size() -> int | None:
+    import litellm
+
+    cache = getattr(litellm, "in_memory_llm_clients_cache", None)
+    return len(getattr(cache, "cache_dict", {})) if cache is not None else None
+
+
+# ----- the run ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SoakConfig:
+    requests: int = 10_000
+    concurrency: int = 16
+    warmup: int = 300
+    batches: int = 10
+    seed: int = 7
+    frames: int = 8
+    """tracemalloc frames per allocation: enough to tell who allocated, cheap enough for 10,000 requests."""
+    server: str = "child"
+    max_wall: float = 600.0
+    max_growth_mb: float = 2.0
+    max_slope_pct: float = 20.0
+    max_extra_tasks: int = 2
+    quiet: bool = False
+
+
+def batch_kinds(n: int, rng: random.Random) -> list[str]:
+    """Exactly the MIX shares of ``n`` (largest remainder), shuffled."""
+    exact = {kind: share * n for kind, share in MIX.items()}
+    counts = {kind: int(math.floor(v)) for kind, v in exact.items()}
+    for kind in sorted(exact, key=lambda k: exact[k] - counts[k], reverse=True)[: n - sum(counts.values())]:
+        counts[kind] += 1
+    kinds = [kind for kind, count in counts.items() for _ in range(count)]
+    rng.shuffle(kinds)
+    return kinds
+
+
+async def run_batch(kinds: list[str], start: int, cfg: SoakConfig, specs: dict[str, Any], rng: random.Random, tally: dict[str, Any]) -> None:
+    """Run ``kinds`` with ``cfg.concurrency`` workers; add outcomes to ``tally``."""
+    queue = iter(enumerate(kinds, start))
+
+    async def worker() -> None:
+        for n, kind in queue:
+            outcome, detail = await one_request(kind, n, specs, rng)
+            tally["outcomes"][outcome] += 1
+            tally["by_kind"][kind][outcome] += 1
+            if outcome != EXPECTED[kind]:
+                tally["unexpected"] += 1
+                if len(tally["unexpected_samples"]) < 10:
+                    tally["unexpected_samples"].append(f"{kind} -> {outcome}: {detail}")
+
+    workers = [asyncio.create_task(worker(), name=f"soak-worker-{i}") for i in range(cfg.concurrency)]
+    await asyncio.gather(*workers)
+
+
+def _new_tally() -> dict[str, Any]:
+    return {
+        "outcomes": collections.Counter(),
+        "by_kind": collections.defaultdict(collections.Counter),
+        "unexpected": 0,
+        "unexpected_samples": [],
+    }
+
+
+async def _settle(upstream: Any, timeout: float = 15.0) -> dict[str, Any]:
+    """Wait until the upstream has nothing in flight and LiteLLM's background work ran, then collect."""
+    stats = await upstream.wait_idle(timeout)
+    for _ in range(3):
+        await asyncio.sleep(0.1)  # finalizers scheduled by the GC (async generators, aiohttp) run here
+        gc.collect()
+    return stats
+
+
+async def _drive(cfg: SoakConfig, upstream: Any, symptoms: Symptoms, log: Any) -> dict[str, Any]:
+    import litellm
+
+    import litellm_fusion
+
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_loop_exception_handler(symptoms))
+    litellm_fusion.register()
+    specs = build_specs(upstream.base_url)
+    rng = random.Random(cfg.seed)
+    filters = _snapshot_filters(cfg.server)
+
+    # Warm-up: imports LiteLLM's lazy modules, fills its client cache and the fusion preset store.
+    started = time.perf_counter()
+    warm = _new_tally()
+    for b in range(max(1, math.ceil(cfg.warmup / 100))):
+        size = min(100, cfg.warmup - b * 100)
+        if size > 0:
+            await run_batch(batch_kinds(size, rng), -cfg.warmup + b * 100, cfg, specs, rng, warm)
+    await _settle(upstream)
+    upstream.forget()
+    log(f"warm-up: {cfg.warmup} requests in {time.perf_counter() - started:.1f}s, outcomes {dict(warm['outcomes'])}")
+
+    # Baseline. The snapshot is taken before the traced-memory reading so its own size is in both readings.
+    base_snapshot = tracemalloc.take_snapshot().filter_traces(filters)
+    gc.collect()
+    base = {
+        "tasks": len(asyncio.all_tasks()),
+        "traced_bytes": tracemalloc.get_traced_memory()[0],
+        "fds": open_fds(),
+        "in_flight": upstream.stats()["in_flight"],
+        "client_cache": _client_cache_size(),
+        "leak_events": len(symptoms.leak_events()),
+        "upstream": upstream.stats(),
+    }
+    log(f"baseline: {base['tasks']} tasks, {base['traced_bytes'] / MB:.2f} MB traced, {base['fds']} fds, client cache {base['client_cache']}")
+
+    tally = _new_tally()
+    batch_rows = []
+    per_batch = [cfg.requests // cfg.batches + (1 if i < cfg.requests % cfg.batches else 0) for i in range(cfg.batches)]
+    run_started = time.perf_counter()
+    cpu_started = time.process_time()
+    done = 0
+    for i, size in enumerate(per_batch):
+        t0 = time.perf_counter()
+        await run_batch(batch_kinds(size, rng), done, cfg, specs, rng, tally)
+        done += size
+        stats = await _settle(upstream)
+        upstream.forget()
+        row = {
+            "batch": i + 1,
+            "requests": done,
+            "seconds": round(time.perf_counter() - t0, 2),
+            "traced_bytes": tracemalloc.get_traced_memory()[0],
+            "tasks": len(asyncio.all_tasks()),
+            "fds": open_fds(),
+            "in_flight": stats["in_flight"],
+            "client_cache": _client_cache_size(),
+            "upstream_total": stats["total"],
+            "upstream_connections": stats["connections"],
+        }
+        batch_rows.append(row)
+        log(
+            f"batch {i + 1}/{len(per_batch)}: {size} req in {row['seconds']:.1f}s ({size / max(row['seconds'], 1e-9):.1f}/s), "
+            f"traced {row['traced_bytes'] / MB:.2f} MB, tasks {row['tasks']}, fds {row['fds']}, in_flight {row['in_flight']}, "
+            f"client cache {row['client_cache']}, upstream conns so far {row['upstream_connections']}"
+        )
+    wall = time.perf_counter() - run_started
+    cpu = time.process_time() - cpu_started
+
+    # Drain and compare.
+    final_stats = await _settle(upstream, timeout=30.0)
+    gc.collect()
+    end = {
+        "tasks": len(asyncio.all_tasks()),
+        "traced_bytes": tracemalloc.get_traced_memory()[0],
+        "fds": open_fds(),
+        "in_flight": final_stats["in_flight"],
+        "client_cache": _client_cache_size(),
+        "upstream": final_stats,
+        "task_names": sorted(t.get_name() for t in asyncio.all_tasks()),
+    }
+    end_snapshot = tracemalloc.take_snapshot().filter_traces(filters)
+    sites, by_owner = growth_sites(base_snapshot, end_snapshot)
+    del base_snapshot, end_snapshot
+
+    # Now close LiteLLM's cached clients so nothing is left for the interpreter's exit (or the next test).
+    with contextlib.suppress(Exception):
+        await litellm.close_litellm_async_clients()
+    return {
+        "baseline": base,
+        "end": end,
+        "batches": batch_rows,
+        "tally": tally,
+        "warmup_outcomes": dict(warm["outcomes"]),
+        "wall_s": wall,
+        "driver_cpu_s": cpu,
+        "growth_sites": sites,
+        "growth_by_owner": by_owner,
+    }
+
+
+def _criteria(cfg: SoakConfig, result: dict[str, Any], symptoms: Symptoms) -> list[dict[str, Any]]:
+    base, end = result["baseline"], result["end"]
+    growth = end["traced_bytes"] - base["traced_bytes"]
+    samples = [row["traced_bytes"] for row in result["batches"]][-5:]
+    per_batch = slope(samples)
+    slope_pct = 100.0 * per_batch * (len(samples) - 1) / samples[0] if samples and samples[0] else 0.0
+    reqs_per_batch = cfg.requests / max(1, cfg.batches)
+    allowance = cfg.concurrency * 3 + 4
+    leaks = symptoms.leak_events()
+    return [
+        {
+            "criterion": "asyncio tasks",
+            "value": f"{base['tasks']} -> {end['tasks']}",
+            "limit": f"<= baseline + {cfg.max_extra_tasks}",
+            "pass": end["tasks"] <= base["tasks"] + cfg.max_extra_tasks,
+        },
+        {
+            "criterion": "tracemalloc net growth",
+            "value": f"{growth / MB:+.3f} MB",
+            "limit": f"<= {cfg.max_growth_mb:g} MB",
+            "pass": growth <= cfg.max_growth_mb * MB,
+        },
+        {
+            "criterion": "traced-memory slope, last 5 batches",
+            "value": f"{slope_pct:+.2f} % ({per_batch / 1024 / reqs_per_batch * 1000:+.1f} KB per 1,000 req)",
+            "limit": f"<= {cfg.max_slope_pct:g} % growth",
+            "pass": slope_pct <= cfg.max_slope_pct,
+        },
+        {
+            "criterion": "upstream in_flight",
+            "value": f"{base['in_flight']} -> {end['in_flight']}",
+            "limit": "== 0",
+            "pass": end["in_flight"] == 0,
+        },
+        {
+            "criterion": "open fds",
+            "value": f"{base['fds']} -> {end['fds']}",
+            "limit": f"<= baseline + {allowance} (concurrency x 3 pooled + 4)",
+            "pass": end["fds"] <= base["fds"] + allowance,
+        },
+        {
+            "criterion": "unclosed / destroyed / ResourceWarning events",
+            "value": str(len(leaks)),
+            "limit": "== 0",
+            "pass": not leaks,
+        },
+        {
+            "criterion": "outcomes as expected per kind",
+            "value": f"{result['tally']['unexpected']} unexpected",
+            "limit": "== 0",
+            "pass": result["tally"]["unexpected"] == 0,
+        },
+        {
+            "criterion": "wall time",
+            "value": f"{result['wall_s']:.1f} s",
+            "limit": f"<= {cfg.max_wall:g} s",
+            "pass": result["wall_s"] <= cfg.max_wall,
+        },
+    ]
+
+
+def render(cfg: SoakConfig, report: dict[str, Any]) -> str:
+    """The markdown report."""
+    result, base, end = report["result"], report["result"]["baseline"], report["result"]["end"]
+    lines = [
+        f"## Soak: {cfg.requests} fusion requests (+{cfg.warmup} warm-up), concurrency {cfg.concurrency}, "
+        f"upstream {cfg.server}, seed {cfg.seed}",
+        "",
+        f"Wall {result['wall_s']:.1f} s ({cfg.requests / max(result['wall_s'], 1e-9):.1f} req/s), driver CPU {result['driver_cpu_s']:.1f} s"
+        + (f", upstream CPU {report['upstream_cpu_s']:.1f} s" if report.get("upstream_cpu_s") else "")
+        + f"; tracemalloc {cfg.frames} frames.",
+        "",
+        "| measure | baseline | after drain |",
+        "|---|---:|---:|",
+        f"| asyncio tasks | {base['tasks']} | {end['tasks']} |",
+        f"| tracemalloc traced (MB) | {base['traced_bytes'] / MB:.2f} | {end['traced_bytes'] / MB:.2f} |",
+        f"| open fds | {base['fds']} | {end['fds']} |",
+        f"| upstream in_flight | {base['in_flight']} | {end['in_flight']} |",
+        f"| LiteLLM client cache entries | {base['client_cache']} | {end['client_cache']} |",
+        f"| leak events (warnings/logs/loop/unraisable) | {base['leak_events']} | {len(report['symptoms']['leak_events'])} |",
+        "",
+        "| criterion | value | limit | result |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {c['criterion']} | {c['value']} | {c['limit']} | {'PASS' if c['pass'] else 'FAIL'} |" for c in report["criteria"]]
+    tally = result["tally"]
+    lines += ["", "| outcome | count |", "|---|---:|"]
+    lines += [f"| {outcome} | {count} |" for outcome, count in sorted(tally["outcomes"].items())]
+    lines += ["", "| kind | expected | outcomes |", "|---|---|---|"]
+    lines += [f"| {kind} | {EXPECTED[kind]} | {dict(counter)} |" for kind, counter in sorted(tally["by_kind"].items())]
+    up = end["upstream"]
+    lines += [
+        "",
+        f"Upstream (measured run): {up['total']} requests, {up['disconnected_before_done']} closed by the client before done, "
+        f"{up['connections']} distinct TCP connections.",
+        "",
+        "| batch | requests | s | traced MB | tasks | fds | in_flight | client cache | upstream conns (cum.) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['batch']} | {r['requests']} | {r['seconds']:.1f} | {r['traced_bytes'] / MB:.2f} | {r['tasks']} | {r['fds']} | "
+        f"{r['in_flight']} | {r['client_cache']} | {r['upstream_connections']} |"
+        for r in result["batches"]
+    ]
+    lines += ["", "Top 5 tracemalloc growth sites (baseline -> after drain):", "", "| size | blocks | owner | site (most recent frame first) |", "|---:|---:|---|---|"]
+    for site in result["growth_sites"]:
+        lines.append(f"| {site['size_diff'] / 1024:+.1f} KB | {site['count_diff']:+d} | {site['owner']} | {' <- '.join(site['traceback'][:4])} |")
+    owners = ", ".join(f"{owner} {size / 1024:+.1f} KB" for owner, size in result["growth_by_owner"].items())
+    lines += ["", f"Net growth by owner: {owners}"]
+    if tally["unexpected_samples"]:
+        lines += ["", "Unexpected outcomes (first 10):", *[f"- {s}" for s in tally["unexpected_samples"]]]
+    events = report["symptoms"]["leak_events"]
+    if events:
+        lines += ["", "Leak events (first 10):", *[f"- {e}" for e in events[:10]]]
+    others = report["symptoms"]["other_logs"]
+    if others:
+        lines += ["", "Other WARNING+ log records (top 5):", *[f"- {count} x {text}" for text, count in list(others.items())[:5]]]
+    if end.get("task_names"):
+        lines += ["", f"Tasks left: {', '.join(end['task_names'])}"]
+    lines += [""]
+    lines += [f"{'PASS' if c['pass'] else 'FAIL'}: {c['criterion']}: {c['value']} ({c['limit']})" for c in report["criteria"]]
+    lines.append(f"OVERALL: {'PASS' if report['passed'] else 'FAIL'}")
+    return "\n".join(lines)
+
+
+def run_soak(cfg: SoakConfig) -> dict[str, Any]:
+    """Run the soak and return the report (``report["passed"]`` says whether every criterion passed)."""
+    import litellm
+
+    litellm.suppress_debug_info = True
+    log = (lambda *_: None) if cfg.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    symptoms = Symptoms()
+    with tempfile.TemporaryDirectory(prefix="fusion-soak-") as tmp:
+        scripts_path = Path(tmp) / "scripts.yaml"
+        scripts_path.write_text(json.dumps(SCRIPTS), encoding="utf-8")  # JSON is YAML
+        upstream = ChildUpstream(scripts_path) if cfg.server == "child" else ThreadUpstream(scripts_path)
+        try:
+            with capture_symptoms(symptoms):
+                started_tracing = not tracemalloc.is_tracing()
+                if started_tracing:
+                    tracemalloc.start(cfg.frames)
+                try:
+                    result = asyncio.run(_drive(cfg, upstream, symptoms, log))
+                    gc.collect()  # anything the loop's shutdown left for the collector shows up now
+                finally:
+                    if started_tracing:
+                        tracemalloc.stop()
+            upstream_cpu = upstream.cpu_s()
+        finally:
+            upstream.close()
+    report: dict[str, Any] = {
+        "config": cfg.__dict__,
+        "result": result,
+        "upstream_cpu_s": upstream_cpu,
+        "symptoms": {
+            "leak_events": symptoms.leak_events(),
+            "warnings": symptoms.warnings,
+            "logs": symptoms.logs,
+            "loop": symptoms.loop,
+            "unraisable": symptoms.unraisable,
+            "other_warnings": symptoms.other_warnings[:20],
+            "other_logs": dict(symptoms.other_logs.most_common(20)),
+        },
+    }
+    report["criteria"] = _criteria(cfg, result, symptoms)
+    report["passed"] = all(c["pass"] for c in report["criteria"])
+    report["markdown"] = render(cfg, report)
+    return report
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=10_000, help="measured requests (default 10000)")
+    parser.add_argument("--concurrency", type=int, default=16, help="concurrent callers (default 16)")
+    parser.add_argument("--warmup", type=int, default=300, help="warm-up requests before the baseline (default 300)")
+    parser.add_argument("--batches", type=int, default=10, help="measurement batches, >= 5 (default 10)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--frames", type=int, default=8, help="tracemalloc frames per allocation (default 8)")
+    parser.add_argument("--server", choices=("child", "inprocess"), default="child", help="where the scripted upstream runs")
+    parser.add_argument("--max-wall", type=float, default=600.0, help="wall-time limit for the measured requests (s)")
+    parser.add_argument("--json", help="also write the full report as JSON here")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--serve", metavar="SCRIPTS", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        return _serve(args.serve)
+    if args.batches < 5 or args.requests < args.batches:
+        parser.error("need --batches >= 5 and --requests >= --batches")
+    cfg = SoakConfig(
+        requests=args.requests,
+        concurrency=args.concurrency,
+        warmup=args.warmup,
+        batches=args.batches,
+        seed=args.seed,
+        frames=args.frames,
+        server=args.server,
+        max_wall=args.max_wall,
+        quiet=args.quiet,
+    )
+    report = run_soak(cfg)
+    print(report["markdown"])
+    if args.json:
+        Path(args.json).write_text(json.dumps(_jsonable(report), indent=2, default=str), encoding="utf-8")
+    return 0 if report["passed"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

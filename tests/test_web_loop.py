@@ -1,0 +1,217 @@
+"""Web search and fetch through the client tool loop, end to end and offline.
+
+Real LiteLLM over HTTP to the scripted model server; a SearXNG-compatible JSON endpoint and fixture pages
+on 127.0.0.1, admitted by the fetcher only through the test allowance for that one port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import Any
+
+import litellm
+import pytest
+from aiohttp import web
+
+from litellm_fusion import FusionLLM
+from litellm_fusion.config import PresetStore
+from litellm_fusion.testing import Script, ScriptedServer, ToolCall
+from litellm_fusion.web.fetch import Fetcher, FetchLimits
+
+ARTICLE = """<html><head><title>The Lighthouse Report</title></head><body>
+<nav>Home | About | NAV-MARKER</nav>
+<article><h1>The Lighthouse Report</h1><p>The old lighthouse at Cape Fable was built in 1871 and is 43 metres tall.</p>
+<p>See also <a href="{other}">the keeper's log</a>.</p></article>
+<footer>FOOTER-MARKER</footer></body></html>"""
+
+
+class FixtureSite:
+    """A SearXNG-compatible /search plus fixture pages, on 127.0.0.1 in a background thread."""
+
+    def __init__(self) -> None:
+        self.searches: list[str] = []
+        self.fetched: list[str] = []
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_get("/search", self._search)
+        app.router.add_get("/article", self._page)
+        app.router.add_get("/keeper", self._page)
+        app.router.add_get("/robots.txt", lambda r: web.Response(text="User-agent: *\nAllow: /\n"))
+        self._runner = web.AppRunner(app)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._ready.set()
+        self._loop.run_forever()
+
+    def start(self) -> FixtureSite:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _search(self, request: web.Request) -> web.Response:
+        assert request.query.get("format") == "json"
+        self.searches.append(request.query["q"])
+        results = [
+            {"title": "The Lighthouse Report", "url": f"{self.base}/article", "content": "Cape Fable lighthouse facts", "engine": "fake"},
+            {"title": "Unrelated", "url": f"{self.base}/keeper", "content": "a keeper", "engine": "fake"},
+        ]
+        return web.json_response({"query": request.query["q"], "results": results})
+
+    async def _page(self, request: web.Request) -> web.Response:
+        self.fetched.append(request.path)
+        if request.path == "/keeper":
+            return web.Response(text="<html><title>Keeper's log</title><body><p>Lit every night.</p></body></html>", content_type="text/html")
+        return web.Response(text=ARTICLE.format(other=f"{self.base}/keeper"), content_type="text/html")
+
+
+@pytest.fixture(scope="module")
+def site():
+    fixture = FixtureSite().start()
+    yield fixture
+    fixture.stop()
+
+
+@pytest.fixture
+def models():
+    with ScriptedServer(default=Script(text="plain answer")) as server:
+        yield server
+
+
+@pytest.fixture
+def handler(site):
+    """A FusionLLM whose fetcher admits exactly the fixture site's port (never a default)."""
+
+    def fetcher_factory(spec):
+        limits = FetchLimits(max_chars=spec.max_chars, timeout=spec.timeout, allowed_ports=frozenset({site.port}), respect_robots=True)
+        return Fetcher(limits, allow=lambda ip, port: str(ip) == "127.0.0.1" and port == site.port)
+
+    handler = FusionLLM(presets=PresetStore(), fetcher_factory=fetcher_factory)
+    saved = litellm.custom_provider_map
+    litellm.custom_provider_map = [{"provider": "webfusion", "custom_handler": handler}]
+    yield handler
+    litellm.custom_provider_map = saved
+
+
+def member(models: ScriptedServer, name: str, **extra: Any) -> dict[str, Any]:
+    return {"model": f"openai/{name}", "api_base": models.base_url, "api_key": "sk-up", **extra}
+
+
+def spec(models: ScriptedServer, site: FixtureSite, **web: Any) -> dict[str, Any]:
+    return {
+        "panel": [member(models, "gpt-4o-mini"), member(models, "gpt-4.1-mini")],
+        "judge": member(models, "gpt-4o"),
+        "synthesizer": member(models, "gpt-4.1"),
+        "min_quorum": 1,
+        "web": {"mode": "client", "search": {"provider": "searxng", "api_base": site.base}, **web},
+    }
+
+
+def researcher(site: FixtureSite, final: str) -> list[Script]:
+    """A member that searches, then fetches the article from the results, then answers citing it."""
+    return [
+        Script(tool_calls=[ToolCall("web_search", {"query": "Cape Fable lighthouse height"})]),
+        Script(tool_calls=[ToolCall("web_fetch", {"url": f"{site.base}/article"})]),
+        Script(text=final),
+    ]
+
+
+def ask(**kwargs: Any) -> Any:
+    return litellm.completion(model="webfusion/research", messages=[{"role": "user", "content": "How tall is the Cape Fable lighthouse?"}], **kwargs)
+
+
+def test_members_search_fetch_and_cite_and_the_judge_sees_the_sources(models, site, handler):
+    models.set_script("gpt-4o-mini", researcher(site, f"It is 43 metres tall (built 1871). Source: {site.base}/article"))
+    response = ask(fusion=spec(models, site))
+    trace = response._hidden_params["fusion"]
+    researcher_trace = next(p for p in trace["panel"] if p["model"] == "openai/gpt-4o-mini")
+    assert researcher_trace["web"] == "client" and researcher_trace["status"] == "ok"
+    assert [c["name"] for c in researcher_trace["tool_calls"]] == ["web_search", "web_fetch"]
+    assert all(c["status"] == "ok" for c in researcher_trace["tool_calls"])
+    urls = {s["url"] for s in researcher_trace["sources"]}
+    assert f"{site.base}/article" in urls
+    assert {"url": f"{site.base}/article", "title": "The Lighthouse Report"} in researcher_trace["sources"]
+    assert site.fetched.count("/article") >= 1
+
+    # The member saw the page text as untrusted JSON, boilerplate removed; the assistant tool-call turn was replayed.
+    third = models.requests_for("gpt-4o-mini")[2].body["messages"]
+    tool_turn = next(m for m in third if m["role"] == "tool" and "metres" in m["content"])
+    page = json.loads(tool_turn["content"])
+    assert "untrusted" in page["note"] and "43 metres" in page["content"] and "FOOTER-MARKER" not in page["content"]
+    assert any(m["role"] == "assistant" and m.get("tool_calls") for m in third)
+    assert third[0]["role"] == "system" and "untrusted" in third[0]["content"]
+
+    judge_prompt = models.requests_for("gpt-4o")[0].body["messages"][1]["content"]
+    assert "[Web sources this answer used]" in judge_prompt and f"{site.base}/article" in judge_prompt
+
+
+def test_a_member_cannot_fetch_a_url_it_never_saw(models, site, handler):
+    invented = f"{site.base}/keeper?exfiltrate=secret"
+    models.set_script("gpt-4o-mini", [Script(tool_calls=[ToolCall("web_fetch", {"url": invented})]), Script(text="gave up")])
+    response = ask(fusion=spec(models, site))
+    calls = next(p for p in response.fusion["panel"] if p["model"] == "openai/gpt-4o-mini")["tool_calls"]
+    assert calls[0]["status"] == "refused" and "not in the conversation" in calls[0]["error"]
+    assert "/keeper" not in site.fetched
+
+
+def test_tool_budget_is_enforced_and_a_last_call_forces_an_answer(models, site, handler):
+    three = [ToolCall("web_search", {"query": q}) for q in ("a", "b", "c")]
+    models.set_script("gpt-4o-mini", [Script(tool_calls=three), Script(text="best effort")])
+    response = ask(fusion=spec(models, site, max_tool_calls=2))
+    member_trace = next(p for p in response.fusion["panel"] if p["model"] == "openai/gpt-4o-mini")
+    statuses = [c["status"] for c in member_trace["tool_calls"]]
+    assert statuses == ["ok", "ok", "refused"]
+    requests = models.requests_for("gpt-4o-mini")
+    assert len(requests) == 2, "budget spent after the first step: the next call is the forced final one"
+    assert requests[-1].body["tool_choice"] == "none"
+    assert member_trace["status"] == "ok" and member_trace["content"] == "best effort"
+
+
+def test_a_model_without_function_calling_gets_one_search_up_front(models, site, handler):
+    fusion = spec(models, site)
+    fusion["panel"] = [member(models, "my-local-model"), member(models, "gpt-4.1-mini")]
+    fusion["web"]["mode"] = "auto"
+    response = ask(fusion=fusion)
+    local = next(p for p in response.fusion["panel"] if p["model"] == "openai/my-local-model")
+    assert local["web"] == "presearch" and local["tool_calls"][0]["name"] == "web_search"
+    body = models.requests_for("my-local-model")[0].body
+    assert "tools" not in body
+    assert any(m["role"] == "system" and "Lighthouse Report" in m["content"] for m in body["messages"])
+    assert site.searches and "Cape Fable" in site.searches[-1]
+
+
+def test_client_mode_without_a_search_backend_is_a_400_before_any_call(models, site, handler, monkeypatch):
+    monkeypatch.delenv("SEARXNG_API_BASE", raising=False)
+    fusion = spec(models, site)
+    fusion["web"]["search"] = {"provider": "searxng"}
+    with pytest.raises(litellm.BadRequestError, match="web search needs a backend"):
+        ask(fusion=fusion)
+    assert models.stats()["total"] == 0
+
+
+def test_a_blocked_fetch_is_a_tool_error_not_a_failure(models, site, handler):
+    metadata = "http://169.254.169.254/latest/meta-data/"
+    prompt = f"Summarise {metadata}"
+    models.set_script("gpt-4o-mini", [Script(tool_calls=[ToolCall("web_fetch", {"url": metadata})]), Script(text="could not read it")])
+    response = litellm.completion(model="webfusion/research", messages=[{"role": "user", "content": prompt}], fusion=spec(models, site))
+    call = next(p for p in response.fusion["panel"] if p["model"] == "openai/gpt-4o-mini")["tool_calls"][0]
+    assert call["status"] == "error" and "blocked" in call["error"]
+    tool_turn = next(m for m in models.requests_for("gpt-4o-mini")[1].body["messages"] if m["role"] == "tool")
+    assert "blocked" in json.loads(tool_turn["content"])["error"]
