@@ -55,9 +55,9 @@ if str(HERE) not in sys.path:
 import httpx  # noqa: E402
 import litellm  # noqa: E402
 import yaml  # noqa: E402
+from upstream import Upstream, start_upstream  # noqa: E402
 
 import litellm_fusion  # noqa: E402
-from upstream import Upstream, start_upstream  # noqa: E402
 
 litellm.suppress_debug_info = True
 
@@ -78,7 +78,7 @@ MESSAGES = [
 ]
 PANEL_TEXT = {
     "gpt-4o-mini": "From 09:40 to 13:05 is 3 h 25 min; minus the 20-minute stop leaves 3 h 05 min of motion. Answer: 3 h 5 min.",
-    "gpt-4.1-mini": "Total elapsed time is 205 minutes. The train stands still for 20 of them, so it moves for 185 minutes. Answer: 185 minutes.",
+    "gpt-4.1-mini": "Total elapsed time is 205 minutes. The train stands still for 20 of them, so it moves 185 minutes. Answer: 185 min.",
     "gpt-4.1-nano": "09:40 to 13:05 is 3 hours 25 minutes. Subtracting the stop gives 3 hours 5 minutes moving. Answer: 3 h 05.",
     "gpt-3.5-turbo": "It travels for 3 h 25 min in total, 20 min of which is stopped: 3 h 05 min moving. Answer: 3 h 5 min.",
     "gpt-4-turbo": "205 min elapsed, 20 min stopped, therefore 185 min = 3 h 5 min in motion. Answer: 3 h 5 min.",
@@ -93,10 +93,7 @@ JUDGE_JSON = json.dumps(
         "blind_spots": [],
     }
 )
-SYNTH_TEXT = (
-    "From 09:40 to 13:05 is 3 h 25 min (205 min). The train stops for 20 min, so it is moving for 185 min.\n"
-    "Answer: 3 h 5 min"
-)
+SYNTH_TEXT = "From 09:40 to 13:05 is 3 h 25 min (205 min). The train stops for 20 min, so it is moving for 185 min.\nAnswer: 3 h 5 min"
 
 
 # ----- settings ----------------------------------------------------------------------------------------
@@ -117,7 +114,7 @@ class Settings:
     calib_n: int = 96
     calib_concurrency: int = 16
     calib_latency: float = 0.1
-    a_rounds_c1: int = 20
+    a_rounds_c1: int = 15
     a_rounds_c8: int = 5
     """Rounds per worker at c=8; a round is one request of each variant, in rotating order."""
     b_member_latency: float = 0.5
@@ -128,9 +125,9 @@ class Settings:
     c_grace: float = 0.5
     c_panel_timeout: float = 5.0
     c_include_default: bool = True
-    d_pairs: int = 10
+    d_pairs: int = 8
     d_chunk_delay: float = 0.025
-    d_chunk_chars: int = 5
+    d_chunk_chars: int = 10
     d_holdback_delay: float = 0.2
     d_holdback_pairs: int = 3
     e_duration: float = 10.0
@@ -151,13 +148,13 @@ class Settings:
             scale=0.4,
             warmup=2,
             calib_n=48,
-            a_rounds_c1=5,
+            a_rounds_c1=4,
             a_rounds_c8=2,
             b_pairs=4,
             c_n=4,
             c_concurrency=4,
             c_include_default=False,
-            d_pairs=4,
+            d_pairs=3,
             d_holdback_pairs=2,
             e_duration=4.0,
             f_pairs=4,
@@ -309,7 +306,14 @@ class HandRolled:
     does, to isolate the cost of that choice (LiteLLM keys its SDK client cache on the timeout value).
     """
 
-    def __init__(self, panel: list[dict[str, Any]], judge: dict[str, Any], synth: dict[str, Any], judge_body: dict[str, Any], synth_body: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        panel: list[dict[str, Any]],
+        judge: dict[str, Any],
+        synth: dict[str, Any],
+        judge_body: dict[str, Any],
+        synth_body: dict[str, Any],
+    ) -> None:
         self.panel, self.judge, self.synth = panel, judge, synth
         self.judge_messages = judge_body["messages"]
         self.response_format = judge_body.get("response_format")
@@ -324,9 +328,7 @@ class HandRolled:
 
         common = {"num_retries": 0, "max_retries": 0}
         panel_limit = limit()
-        answers = await asyncio.gather(
-            *(litellm.acompletion(**m, messages=MESSAGES, timeout=panel_limit, **common) for m in self.panel)
-        )
+        answers = await asyncio.gather(*(litellm.acompletion(**m, messages=MESSAGES, timeout=panel_limit, **common) for m in self.panel))
         assert all(a.choices[0].message.content for a in answers)
         extra = {"response_format": self.response_format} if self.response_format else {}
         judged = await litellm.acompletion(**self.judge, messages=self.judge_messages, timeout=limit(), **extra, **common)
@@ -362,8 +364,14 @@ def critical_path_ms(s: Settings) -> float:
     return round(1000 * (max(s.lat(x) for x in s.panel_latency) + s.lat(s.judge_latency) + s.lat(s.synth_latency)), 1)
 
 
+_HAND_ROLLED: dict[str, HandRolled] = {}
+
+
 async def make_hand_rolled(up: Upstream, s: Settings) -> HandRolled:
-    """Warm up fusion, capture the judge and synthesizer prompts it sent, build the hand-rolled twin."""
+    """Warm up fusion, capture the judge and synthesizer prompts it sent, build the hand-rolled twin
+    (once per upstream: section d reuses section a's)."""
+    if up.base_url in _HAND_ROLLED:
+        return _HAND_ROLLED[up.base_url]
     spec = standard_spec(up.base_url)
     for _ in range(s.warmup):
         await fusion_call(spec)
@@ -375,6 +383,7 @@ async def make_hand_rolled(up: Upstream, s: Settings) -> HandRolled:
     for _ in range(s.warmup):
         await hand.call("fixed")
         await hand.call("remaining")
+    _HAND_ROLLED[up.base_url] = hand
     return hand
 
 
@@ -394,7 +403,7 @@ async def section_server(s: Settings, up: Upstream) -> dict[str, Any]:
             walls: list[float] = []
             per_worker = max(1, s.calib_n // s.calib_concurrency)
 
-            async def worker(_: int, kwargs: dict[str, Any] = kwargs, walls: list[float] = walls) -> None:
+            async def worker(_: int, kwargs: dict[str, Any] = kwargs, walls: list[float] = walls, per_worker: int = per_worker) -> None:
                 for _ in range(per_worker):
                     started = time.perf_counter()
                     await litellm.acompletion(**kwargs)
@@ -450,7 +459,9 @@ async def section_a(s: Settings, up: Upstream) -> dict[str, Any]:
         outside: list[float] = []
         pairs: list[float] = []
 
-        async def worker(w: int, walls: dict[str, list[float]] = walls, outside: list[float] = outside, pairs: list[float] = pairs, rounds: int = rounds) -> None:
+        async def worker(
+            w: int, walls: dict[str, list[float]] = walls, outside: list[float] = outside, pairs: list[float] = pairs, rounds: int = rounds
+        ) -> None:
             for r in range(rounds):
                 shift = (w + r) % len(names)  # rotate the order so no variant always goes first
                 got: dict[str, float] = {}
@@ -588,19 +599,31 @@ async def section_c(s: Settings, up: Upstream) -> dict[str, Any]:
         await wait_idle(up)
         up.reset()
         walls: list[float] = []
+        gave_up: list[float] = []
         statuses: dict[str, int] = {}
-        n, concurrency = s.c_n, s.c_concurrency
+        concurrency = s.c_concurrency
+        n = s.c_n if name != "defaults" else concurrency  # one round of the slow default
         queue = list(range(n))
 
-        async def worker(_: int, walls: list[float] = walls, statuses: dict[str, int] = statuses, spec: dict[str, Any] = spec, queue: list[int] = queue) -> None:
+        async def worker(
+            _: int,
+            walls: list[float] = walls,
+            gave_up: list[float] = gave_up,
+            statuses: dict[str, int] = statuses,
+            spec: dict[str, Any] = spec,
+            queue: list[int] = queue,
+        ) -> None:
             while queue:
                 queue.pop()
                 wall, response = await fusion_call(spec)
                 walls.append(wall)
                 entry = next(m for m in response._hidden_params["fusion"]["panel"] if m["model"] == f"openai/{hang_model}")
                 statuses[entry["status"]] = statuses.get(entry["status"], 0) + 1
+                gave_up.append(entry["latency_ms"] / 1000)
 
         await run_workers(min(concurrency, n), worker)
+        # Every fusion call has returned: is any hanging member's upstream request still open?
+        open_at_return = sum(r["ended_at"] is None for r in up.records(hang_model))
         idle = await wait_idle(up, timeout=10.0)
         hung = up.records(hang_model)
         held = [r["ended_at"] - r["started_at"] for r in hung if r["ended_at"] is not None]
@@ -610,10 +633,12 @@ async def section_c(s: Settings, up: Upstream) -> dict[str, Any]:
             "expected_ms": round(1000 * expected, 1),
             **summary(walls),
             "hanging_member_status": statuses,
+            "hanging_member_given_up_after": summary(gave_up),
             "hanging_requests": len(hung),
             "hanging_closed_by_client": sum(r["disconnected"] for r in hung),
+            "hanging_open_when_fusion_returned": open_at_return,
             "disconnected_before_done": stats["disconnected_before_done"],
-            "hanging_connection_held": summary(held),
+            "hanging_connection_held_server_side": summary(held),
             "upstream_idle_after": idle,
             "raw_s": walls,
         }
@@ -699,7 +724,9 @@ async def section_f(s: Settings, up: Upstream) -> dict[str, Any]:
             costs[name].append(response._hidden_params["response_cost"])
             taken[name].append(response._hidden_params["fusion"]["short_circuit"])
     stats = up.stats()
-    out: dict[str, Any] = {"critical_path_ms": {"off": critical_path_ms(s), "exact": round(1000 * max(s.lat(x) for x in s.panel_latency), 1)}}
+    out: dict[str, Any] = {
+        "critical_path_ms": {"off": critical_path_ms(s), "exact": round(1000 * max(s.lat(x) for x in s.panel_latency), 1)}
+    }
     for name in specs:
         out[name] = {
             **summary(walls[name]),
@@ -728,7 +755,11 @@ def _proxy_env(master_key: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not (k.upper().endswith("_API_KEY") or k.upper() in {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"} or k.startswith(("LITELLM_", "DATABASE_URL", "REDIS_")))
+        if not (
+            k.upper().endswith("_API_KEY")
+            or k.upper() in {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"}
+            or k.startswith(("LITELLM_", "DATABASE_URL", "REDIS_"))
+        )
     }
     env.update(
         LITELLM_MASTER_KEY=master_key,
@@ -801,9 +832,15 @@ async def section_e(s: Settings, up: Upstream) -> dict[str, Any]:
             {"model_name": "m2", "litellm_params": {"model": f"openai/{PANEL[1]}", **solo_params}},
             {"model_name": "m3", "litellm_params": {"model": f"openai/{PANEL[2]}", **solo_params}},
             {"model_name": "j", "litellm_params": {"model": f"openai/{JUDGE}", **solo_params}},
-            {"model_name": "fusion-bench", "litellm_params": {"model": "fusion/bench", "fusion": {"panel": ["m1", "m2", "m3"], "judge": "j", "timeout": 60}}},
+            {
+                "model_name": "fusion-bench",
+                "litellm_params": {"model": "fusion/bench", "fusion": {"panel": ["m1", "m2", "m3"], "judge": "j", "timeout": 60}},
+            },
         ],
-        "litellm_settings": {"custom_provider_map": [{"provider": "fusion", "custom_handler": "litellm_fusion.fusion_llm"}], "num_retries": 0},
+        "litellm_settings": {
+            "custom_provider_map": [{"provider": "fusion", "custom_handler": "litellm_fusion.fusion_llm"}],
+            "num_retries": 0,
+        },
     }
     workdir = Path(tempfile.mkdtemp(prefix="fusion-bench-proxy-"))
     config_path = workdir / "config.yaml"
@@ -824,7 +861,13 @@ async def section_e(s: Settings, up: Upstream) -> dict[str, Any]:
     base = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            command, cwd=workdir, env=_proxy_env(master_key), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            cwd=workdir,
+            env=_proxy_env(master_key),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         started = time.perf_counter()
@@ -871,6 +914,10 @@ async def section_e(s: Settings, up: Upstream) -> dict[str, Any]:
                 out[label] = result
         out["fusion_over_solo_rps"] = round(out["fusion"]["req_per_s"] / out["solo"]["req_per_s"], 3) if out["solo"]["req_per_s"] else None
         out["nested_calls_per_s_fusion"] = round(out["fusion"]["upstream_calls"] / out["fusion"]["elapsed_s"], 1)
+        # Other load on the machine decides how much CPU the proxy gets; CPU per request does not depend on it.
+        for label in ("solo", "fusion"):
+            cpu_ms = out[label].get("proxy_cpu_ms_per_request")
+            out[label]["req_per_s_per_proxy_core"] = round(1000 / cpu_ms, 1) if cpu_ms else None
     finally:
         _stop_group(process)
     log_text = log_path.read_text(encoding="utf-8", errors="replace")
@@ -895,7 +942,9 @@ SECTIONS: dict[str, tuple[str, Callable[[Settings, Upstream], Awaitable[dict[str
 def machine_facts(s: Settings) -> dict[str, Any]:
     commit = None
     with contextlib.suppress(Exception):
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE.parent, capture_output=True, text=True, timeout=5).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=HERE.parent, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
     return {
         "nproc": os.cpu_count(),
         "affinity_cpus": len(os.sched_getaffinity(0)),
@@ -985,9 +1034,21 @@ def render_table(results: dict[str, Any]) -> str:
             continue
         cell, crit = a[c], a["critical_path_ms"]
         conc = c[1:]
-        for name, label in (("fusion", "fusion"), ("hand_rolled", "hand-rolled"), ("hand_rolled_remaining_timeout", "hand-rolled, timeout=remaining")):
+        for name, label in (
+            ("fusion", "fusion"),
+            ("hand_rolled", "hand-rolled"),
+            ("hand_rolled_remaining_timeout", "hand-rolled, timeout=remaining"),
+        ):
             v = cell[name]
-            row("a", f"{label}, c={conc}", v["n"], v["p50_ms"], v["p99_ms"], f"critical path {crit:.0f}", f"{_signed(v['minus_critical_path_ms']['p50'])} / {_signed(v['minus_critical_path_ms']['p99'])} ms (p50/p99)")
+            row(
+                "a",
+                f"{label}, c={conc}",
+                v["n"],
+                v["p50_ms"],
+                v["p99_ms"],
+                f"critical path {crit:.0f}",
+                f"{_signed(v['minus_critical_path_ms']['p50'])} / {_signed(v['minus_critical_path_ms']['p99'])} ms (p50/p99)",
+            )
         d = cell["fusion_minus_hand_rolled_ms"]
         o = cell["fusion_outside_nested_calls_ms"]
         row(
@@ -1001,7 +1062,11 @@ def render_table(results: dict[str, Any]) -> str:
         )
     if "cpu_and_connections" in a:
         r = a["cpu_and_connections"]
-        for name, label in (("fusion", "fusion"), ("hand_rolled", "hand-rolled"), ("hand_rolled_remaining_timeout", "hand-rolled, timeout=remaining")):
+        for name, label in (
+            ("fusion", "fusion"),
+            ("hand_rolled", "hand-rolled"),
+            ("hand_rolled_remaining_timeout", "hand-rolled, timeout=remaining"),
+        ):
             v = r[name]
             row(
                 "a",
@@ -1010,17 +1075,35 @@ def render_table(results: dict[str, Any]) -> str:
                 None,
                 None,
                 f"wall {v['wall_ms_per_request']:.0f} ms/request",
-                f"driver CPU **{v['driver_cpu_ms_per_request']:.1f} ms/request**; {v['tcp_connections_opened']} TCP connections opened for {v['upstream_calls']} calls; LiteLLM client cache +{v['litellm_client_cache_growth']}",
+                f"driver CPU **{v['driver_cpu_ms_per_request']:.1f} ms/request**; "
+                f"{v['tcp_connections_opened']} TCP connections opened for {v['upstream_calls']} calls; "
+                f"LiteLLM client cache +{v['litellm_client_cache_growth']}",
             )
     b = results.get("b", {})
     if "panel_1" in b:
-        row("b", "1-member panel", b["panel_1"]["n"], b["panel_1"]["p50_ms"], b["panel_1"]["p99_ms"], f"critical path {b['critical_path_ms']:.0f}", f"member {b['member_latency_ms']:.0f} ms, judge+synth {2 * b['judge_and_synth_latency_ms']:.0f} ms")
-        row("b", "5-member panel", b["panel_5"]["n"], b["panel_5"]["p50_ms"], b["panel_5"]["p99_ms"], f"sequential would be {b['if_sequential_5_ms']:.0f}", f"**{b['ratio_p50_5_over_1']:.2f}×** the 1-member wall (p50); upstream max in flight {b['upstream_max_in_flight']}")
+        row(
+            "b",
+            "1-member panel",
+            b["panel_1"]["n"],
+            b["panel_1"]["p50_ms"],
+            b["panel_1"]["p99_ms"],
+            f"critical path {b['critical_path_ms']:.0f}",
+            f"member {b['member_latency_ms']:.0f} ms, judge+synth {2 * b['judge_and_synth_latency_ms']:.0f} ms",
+        )
+        row(
+            "b",
+            "5-member panel",
+            b["panel_5"]["n"],
+            b["panel_5"]["p50_ms"],
+            b["panel_5"]["p99_ms"],
+            f"sequential would be {b['if_sequential_5_ms']:.0f}",
+            f"**{b['ratio_p50_5_over_1']:.2f}×** the 1-member wall (p50); upstream max in flight {b['upstream_max_in_flight']}",
+        )
     c = results.get("c", {})
     for name in ("quorum_grace", "wait_for_all", "defaults"):
         if name in c:
             v = c[name]
-            held = v["hanging_connection_held"].get("p50_ms")
+            gave_up = v["hanging_member_given_up_after"].get("p50_ms")
             row(
                 "c",
                 v["label"],
@@ -1028,15 +1111,36 @@ def render_table(results: dict[str, Any]) -> str:
                 v["p50_ms"],
                 v["p99_ms"],
                 f"expected {v['expected_ms']:.0f}",
-                f"hung member {v['hanging_member_status']}; closed by client {v['hanging_closed_by_client']}/{v['hanging_requests']} (disconnected_before_done={v['disconnected_before_done']}), after {_ms(held)} ms",
+                f"hung member {v['hanging_member_status']} after p50 {_ms(gave_up)} ms; upstream connection closed "
+                f"by the client in {v['hanging_closed_by_client']}/{v['hanging_requests']} requests "
+                f"(disconnected_before_done={v['disconnected_before_done']}; still open when fusion returned: "
+                f"{v['hanging_open_when_fusion_returned']})",
             )
     if "p99_saved_ms" in c:
-        row("c", "**p99 saved by quorum + grace**", "", None, c["p99_saved_ms"], "", f"**{c['p99_saved_pct']}%** lower p99 than wait-for-all")
+        row(
+            "c",
+            "**p99 saved by quorum + grace**",
+            "",
+            None,
+            c["p99_saved_ms"],
+            "",
+            f"**{c['p99_saved_pct']}%** lower p99 than wait-for-all",
+        )
     d_ = results.get("d", {})
     for name, label in (("fusion", "fusion stream TTFT"), ("hand_rolled", "hand-rolled stream TTFT")):
         if name in d_:
             v = d_[name]
-            row("d", label, v["ttft"]["n"], v["ttft"]["p50_ms"], v["ttft"]["p99_ms"], f"critical-path TTFT {d_['critical_path_ttft_ms']:.0f}", f"{_signed(v['ttft_minus_critical_path_ms']['p50'])} / {_signed(v['ttft_minus_critical_path_ms']['p99'])} ms; stream end p50 {_ms(v['total']['p50_ms'])} (expected {_ms(d_['stream_end_expected_ms'])}); chunk gap p50 {_ms(v['gap'].get('p50_ms'))} ms; chunks {sorted(set(v['content_chunks']))}")
+            row(
+                "d",
+                label,
+                v["ttft"]["n"],
+                v["ttft"]["p50_ms"],
+                v["ttft"]["p99_ms"],
+                f"critical-path TTFT {d_['critical_path_ttft_ms']:.0f}",
+                f"{_signed(v['ttft_minus_critical_path_ms']['p50'])} / {_signed(v['ttft_minus_critical_path_ms']['p99'])} ms; "
+                f"stream end p50 {_ms(v['total']['p50_ms'])} (expected {_ms(d_['stream_end_expected_ms'])}); "
+                f"chunk gap p50 {_ms(v['gap'].get('p50_ms'))} ms; content chunks {sorted(set(v['content_chunks']))}",
+            )
     if "fusion_minus_hand_rolled_ttft_ms" in d_:
         x = d_["fusion_minus_hand_rolled_ttft_ms"]
         row("d", "**TTFT fusion − hand-rolled**", "", x["p50"], x["p99"], f"chunk_delay {d_['chunk_delay_ms']:.0f} ms", "")
@@ -1049,7 +1153,8 @@ def render_table(results: dict[str, Any]) -> str:
             h["fusion_ttft"]["p50_ms"],
             h["fusion_ttft"]["p99_ms"],
             f"hand-rolled p50 {_ms(h['hand_rolled_ttft']['p50_ms'])}",
-            f"fusion − hand-rolled {_signed(h['fusion_minus_hand_rolled_ttft_ms_median'])} ms: first chunk held back = {h['first_chunk_held_back']}",
+            f"fusion − hand-rolled {_signed(h['fusion_minus_hand_rolled_ttft_ms_median'])} ms: "
+            f"first chunk held back = {h['first_chunk_held_back']}",
         )
     e = results.get("e", {})
     for name, label in (("solo", "proxy pass-through (solo model)"), ("fusion", "proxy fusion (3 members + judge/synth)")):
@@ -1062,17 +1167,45 @@ def render_table(results: dict[str, Any]) -> str:
                 v.get("p50_ms"),
                 v.get("p99_ms"),
                 f"critical path {e['critical_path_ms'][name]:.0f}",
-                f"**{v['req_per_s']} req/s**, errors {v['errors'] or 0}; proxy CPU {v['proxy_cpu_pct']:.0f}% = {_ms(v['proxy_cpu_ms_per_request'])} ms/request (upstream {v['upstream_cpu_pct'] or 0:.0f}%, driver {v['driver_cpu_pct']:.0f}%); {v['upstream_tcp_connections_opened']} upstream connections opened for {v['upstream_calls']} calls; x-litellm-overhead p50 {_ms(v['x_litellm_overhead'].get('p50_ms'))} ms",
+                f"**{v['req_per_s']} req/s**, errors {v['errors'] or 0}; proxy CPU {v['proxy_cpu_pct']:.0f}% "
+                f"= {_ms(v['proxy_cpu_ms_per_request'])} ms/request (upstream {v['upstream_cpu_pct'] or 0:.0f}%, "
+                f"driver {v['driver_cpu_pct']:.0f}%); {v['upstream_tcp_connections_opened']} upstream connections "
+                f"opened for {v['upstream_calls']} calls; x-litellm-overhead p50 {_ms(v['x_litellm_overhead'].get('p50_ms'))} ms",
             )
     if "fusion_over_solo_rps" in e:
-        row("e", "fusion req/s ÷ pass-through req/s", "", None, None, "5 nested calls per fusion request", f"{e['fusion_over_solo_rps']}× ({e['nested_calls_per_s_fusion']} nested calls/s)")
+        cap = f"{e['fusion']['req_per_s_per_proxy_core']} vs {e['solo']['req_per_s_per_proxy_core']} req/s per proxy core (fusion vs solo)"
+        row(
+            "e",
+            "fusion req/s ÷ pass-through req/s; CPU-bound capacity: " + cap,
+            "",
+            None,
+            None,
+            "5 nested calls per fusion request",
+            f"{e['fusion_over_solo_rps']}× ({e['nested_calls_per_s_fusion']} nested calls/s)",
+        )
     f = results.get("f", {})
     for name in ("off", "exact"):
         if name in f:
             v = f[name]
-            row("f", f"short_circuit={name}, agreeing panel", v["n"], v["p50_ms"], v["p99_ms"], f"critical path {f['critical_path_ms'][name]:.0f}", f"mean cost ${v['mean_cost_usd']:.6f}; taken: {v['short_circuit']}")
+            row(
+                "f",
+                f"short_circuit={name}, agreeing panel",
+                v["n"],
+                v["p50_ms"],
+                v["p99_ms"],
+                f"critical path {f['critical_path_ms'][name]:.0f}",
+                f"mean cost ${v['mean_cost_usd']:.6f}; taken: {v['short_circuit']}",
+            )
     if "cost_saved_pct" in f:
-        row("f", "**saved by short_circuit=exact**", "", None, None, "", f"**{f['cost_saved_pct']}% cost, {f['latency_saved_pct_p50']}% latency (p50)**")
+        row(
+            "f",
+            "**saved by short_circuit=exact**",
+            "",
+            None,
+            None,
+            "",
+            f"**{f['cost_saved_pct']}% cost, {f['latency_saved_pct_p50']}% latency (p50)**",
+        )
     for key, value in results.items():
         if isinstance(value, dict) and "error" in value:
             row(key, "**FAILED**", "", None, None, "", value["error"][:200])
@@ -1082,7 +1215,11 @@ def render_table(results: dict[str, Any]) -> str:
         f"Machine: nproc={meta['nproc']}, loadavg {meta['loadavg_at_start']} → {meta.get('loadavg_at_end')}, Python {meta['python']}, "
         f"LiteLLM {meta['litellm']}, commit {meta['git_commit']}, {'--quick' if meta['quick'] else 'full'} run, "
         f"latency scale {meta['latency_scale']}, upstream: ScriptedServer in a separate **{meta['server_mode']}**"
-        + (" (benchmarks/upstream.py child process, own GIL and event loop)" if meta["server_mode"] == "process" else " (thread of the driver process)"),
+        + (
+            " (benchmarks/upstream.py child process, own GIL and event loop)"
+            if meta["server_mode"] == "process"
+            else " (thread of the driver process)"
+        ),
         "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join("---" for _ in head) + "|",
@@ -1091,7 +1228,9 @@ def render_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_benchmarks(s: Settings, sections: str = "abcdef", out: str | os.PathLike[str] | None = None, log: Callable[[str], None] | None = None) -> tuple[dict[str, Any], str]:
+def run_benchmarks(
+    s: Settings, sections: str = "abcdef", out: str | os.PathLike[str] | None = None, log: Callable[[str], None] | None = None
+) -> tuple[dict[str, Any], str]:
     """Run the sections, write the JSON to ``out`` (if given), return (results, markdown table)."""
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     saved_map = list(litellm.custom_provider_map)

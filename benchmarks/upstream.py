@@ -68,10 +68,7 @@ class CountingServer(ScriptedServer):
 
 
 def _scripts(data: dict[str, Any]) -> dict[str, list[Script]]:
-    return {
-        model: [script_from_dict(item) for item in (entry if isinstance(entry, list) else [entry])]
-        for model, entry in data.items()
-    }
+    return {model: [script_from_dict(item) for item in (entry if isinstance(entry, list) else [entry])] for model, entry in data.items()}
 
 
 def _records(server: ScriptedServer, model: str | None, bodies: bool, last: int | None) -> list[dict[str, Any]]:

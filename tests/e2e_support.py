@@ -31,6 +31,7 @@ __all__ = [
     "Proxy",
     "free_port",
     "start_proxy",
+    "launch_proxy",
     "LITELLM_BIN",
     "is_judge_request",
     "is_synth_request",
@@ -53,23 +54,76 @@ def free_port() -> int:
 
 @dataclass
 class Proxy:
-    """A running ``litellm`` proxy process."""
+    """A ``litellm`` proxy process: :meth:`launch` starts it, :meth:`wait_live` waits for it, :meth:`stop` ends it."""
 
-    base_url: str
-    master_key: str
-    log_path: Path
+    command: list[str]
     config_path: Path
     workdir: Path
-    process: subprocess.Popen[bytes]
+    master_key: str
     env: dict[str, str] = field(repr=False, default_factory=dict)
+    startup_timeout: float = STARTUP_TIMEOUT
+    base_url: str = ""
+    log_path: Path = Path()
+    process: subprocess.Popen[bytes] | None = None
+    _live: bool = False
 
     @property
     def port(self) -> int:
         return int(self.base_url.rsplit(":", 1)[1])
 
+    def launch(self) -> Proxy:
+        """Start the process on a fresh port (does not wait for it)."""
+        port = free_port()
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.log_path = self.workdir / f"proxy-{port}.log"
+        command = [*self.command, "--port", str(port)]
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                command,
+                cwd=self.workdir,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so stop() reaches every worker
+            )
+        self._live = False
+        return self
+
+    def wait_live(self) -> Proxy:
+        """Block until ``/health/liveliness`` answers; on failure stop it and raise with the log's tail.
+
+        A port taken between :func:`free_port` and the bind gets one relaunch on another port.
+        """
+        if self._live:
+            return self
+        assert self.process is not None, "launch() first"
+        for attempt in range(2):
+            problem = _wait_live(self.base_url, self.process, self.startup_timeout)
+            if problem is None:
+                self._live = True
+                return self
+            message = f"litellm proxy at {self.base_url} {problem}; log {self.log_path}; last lines:\n{self.log_tail(60)}"
+            self.stop()
+            if attempt == 0 and "address already in use" in self.log_text().lower():
+                self.launch()
+                continue
+            print(message, file=sys.stderr)
+            raise RuntimeError(message)
+        raise AssertionError("unreachable")
+
+    def stop(self) -> None:
+        """Terminate the proxy and every worker it forked, then reap it. Idempotent."""
+        if self.process is not None:
+            _stop(self.process)
+        self._live = False
+
     def log_text(self) -> str:
         """Everything the proxy wrote so far (stdout and stderr)."""
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
 
     def log_tail(self, lines: int = 80) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
@@ -122,10 +176,9 @@ def _stop(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=grace)
-    else:
-        # The leader is gone; make sure no orphaned worker of its group survives.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
+    # The leader is gone; make sure no orphaned worker of its group survives.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _wait_live(base_url: str, process: subprocess.Popen[bytes], timeout: float) -> str | None:
@@ -144,8 +197,7 @@ def _wait_live(base_url: str, process: subprocess.Popen[bytes], timeout: float) 
     return f"not live after {timeout:.0f}s"
 
 
-@contextlib.contextmanager
-def start_proxy(
+def launch_proxy(
     config: Mapping[str, Any],
     *,
     workers: int = 1,
@@ -153,11 +205,14 @@ def start_proxy(
     files: Mapping[str, str] | None = None,
     workdir: str | os.PathLike[str] | None = None,
     startup_timeout: float = STARTUP_TIMEOUT,
-) -> Iterator[Proxy]:
-    """Run ``litellm --config`` with ``config`` (a dict) and yield the live :class:`Proxy`.
+) -> Proxy:
+    """Write ``config`` (a dict) as YAML, plus ``files`` next to it, and start ``litellm --config`` on it.
+
+    Returns at once; call :meth:`Proxy.wait_live` before use and :meth:`Proxy.stop` after (or use
+    :func:`start_proxy`). Starting several proxies before waiting for any overlaps their slow startups.
 
     Args:
-        config: the proxy config, written as YAML into ``workdir``.
+        config: the proxy config.
         workers: ``--num_workers``.
         env: extra environment variables for the proxy.
         files: extra files (name -> text) written next to the config, e.g. a callback module.
@@ -170,39 +225,30 @@ def start_proxy(
     config_path = directory / "config.yaml"
     config_path.write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")
     master_key = f"sk-test-{secrets.token_hex(16)}"
-    proxy_env = _proxy_env(master_key, env)
+    command = [str(LITELLM_BIN), "--config", str(config_path), "--host", "127.0.0.1"]
+    if workers != 1:
+        # uvicorn pings each worker and restarts any that does not answer within 5 s by default; a
+        # worker still importing LiteLLM misses that on a small machine and is restarted forever.
+        command += ["--num_workers", str(workers), "--timeout_worker_healthcheck", str(int(startup_timeout))]
+    proxy = Proxy(
+        command=command,
+        config_path=config_path,
+        workdir=directory,
+        master_key=master_key,
+        env=_proxy_env(master_key, env),
+        startup_timeout=startup_timeout,
+    )
+    return proxy.launch()
 
-    last_error = ""
-    for _attempt in range(2):  # a second try only if the port was taken between free_port() and bind
-        port = free_port()
-        log_path = directory / f"proxy-{port}.log"
-        command = [str(LITELLM_BIN), "--config", str(config_path), "--host", "127.0.0.1", "--port", str(port)]
-        if workers != 1:
-            command += ["--num_workers", str(workers)]
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                command,
-                cwd=directory,
-                env=proxy_env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, so teardown reaches every worker
-            )
-        base_url = f"http://127.0.0.1:{port}"
-        proxy = Proxy(base_url, master_key, log_path, config_path, directory, process, proxy_env)
-        try:
-            problem = _wait_live(base_url, process, startup_timeout)
-            if problem is None:
-                yield proxy
-                return
-            last_error = f"litellm proxy on port {port} {problem}; log {log_path}; last lines:\n{proxy.log_tail(60)}"
-            if "address already in use" not in proxy.log_text().lower():
-                break
-        finally:
-            _stop(process)
-    print(last_error, file=sys.stderr)
-    raise RuntimeError(last_error)
+
+@contextlib.contextmanager
+def start_proxy(config: Mapping[str, Any], **kwargs: Any) -> Iterator[Proxy]:
+    """:func:`launch_proxy`, wait until it is live, yield it, and stop it (always)."""
+    proxy = launch_proxy(config, **kwargs)
+    try:
+        yield proxy.wait_live()
+    finally:
+        proxy.stop()
 
 
 # ----- scripted answers ------------------------------------------------------------------------------
@@ -301,8 +347,40 @@ class SpendProbe(CustomLogger):
 
 
 probe = SpendProbe()
+
+
+def _count_handler_calls():
+    """Wrap the fusion handler's entry points (on the instance, not the package) to log each invocation."""
+    import litellm_fusion
+
+    handler = litellm_fusion.fusion_llm
+    acompletion, astreaming = handler.acompletion, handler.astreaming
+
+    def row(kwargs, stream):
+        with _LOCK, open(os.environ["SPEND_PROBE_FILE"], "a", encoding="utf-8") as out:
+            out.write(json.dumps({"kind": "handler", "pid": os.getpid(), "model": kwargs.get("model"), "stream": stream}) + "\n")
+
+    async def counted_acompletion(*args, **kwargs):
+        row(kwargs, False)
+        return await acompletion(*args, **kwargs)
+
+    async def counted_astreaming(*args, **kwargs):
+        row(kwargs, True)
+        async for chunk in astreaming(*args, **kwargs):
+            yield chunk
+
+    handler.acompletion = counted_acompletion
+    handler.astreaming = counted_astreaming
+
+
+_count_handler_calls()
 '''
-"""A callback module for the proxy config (``callbacks: ["spend_probe.probe"]``)."""
+"""A callback module for the proxy config (``callbacks: ["spend_probe.probe"]``).
+
+It appends one JSON line per LiteLLM success/failure event (``kind``, ``model``, ``provider``,
+``response_cost``, the key metadata) and one ``kind: "handler"`` line per invocation of the fusion
+handler, to the file named by ``$SPEND_PROBE_FILE``.
+"""
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

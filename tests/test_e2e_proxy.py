@@ -25,7 +25,7 @@ import yaml  # noqa: E402
 
 from litellm_fusion.testing import Script, ScriptedServer  # noqa: E402
 
-from e2e_support import SPEND_PROBE_SOURCE, Proxy, read_jsonl, responder, start_proxy  # noqa: E402
+from e2e_support import SPEND_PROBE_SOURCE, Proxy, launch_proxy, read_jsonl, responder  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -139,29 +139,63 @@ def probe_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("probe") / "spend.jsonl"
 
 
-@pytest.fixture(scope="module")
-def proxy(upstream: ScriptedServer, probe_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    config = base_config(upstream.base_url)
-    config["litellm_settings"]["callbacks"] = ["spend_probe.probe"]
-    with start_proxy(
-        config,
-        files={"spend_probe.py": SPEND_PROBE_SOURCE},
-        env={"SPEND_PROBE_FILE": str(probe_file)},
-        workdir=tmp_path_factory.mktemp("proxy-main"),
-    ) as running:
-        yield running
+PROXY_FIXTURES = ("proxy", "example_proxy", "workers_proxy")
 
 
 @pytest.fixture(scope="module")
-def example_proxy(upstream: ScriptedServer, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    with start_proxy(example_config(upstream.base_url), workdir=tmp_path_factory.mktemp("proxy-example")) as running:
-        yield running
+def proxies(
+    request: pytest.FixtureRequest, upstream: ScriptedServer, probe_file: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Any:
+    """Launch, all at once, every proxy a selected test of this module needs; stop them all at the end.
+
+    Startup is the slow part (imports), so overlapping the three startups saves most of a minute.
+    """
+    wanted = {
+        name
+        for item in request.session.items
+        if item.module is request.module
+        for name in getattr(item, "fixturenames", ())
+        if name in PROXY_FIXTURES
+    }
+    launched: dict[str, Proxy] = {}
+    try:
+        if "proxy" in wanted:
+            config = base_config(upstream.base_url)
+            config["litellm_settings"]["callbacks"] = ["spend_probe.probe"]
+            launched["proxy"] = launch_proxy(
+                config,
+                files={"spend_probe.py": SPEND_PROBE_SOURCE},
+                env={"SPEND_PROBE_FILE": str(probe_file)},
+                workdir=tmp_path_factory.mktemp("proxy-main"),
+            )
+        if "example_proxy" in wanted:
+            launched["example_proxy"] = launch_proxy(example_config(upstream.base_url), workdir=tmp_path_factory.mktemp("proxy-example"))
+        if "workers_proxy" in wanted:
+            launched["workers_proxy"] = launch_proxy(
+                base_config(upstream.base_url), workers=2, workdir=tmp_path_factory.mktemp("proxy-workers"), startup_timeout=150
+            )
+        yield launched
+    finally:
+        for running in launched.values():
+            running.stop()
 
 
 @pytest.fixture(scope="module")
-def workers_proxy(upstream: ScriptedServer, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    with start_proxy(base_config(upstream.base_url), workers=2, workdir=tmp_path_factory.mktemp("proxy-workers")) as running:
-        yield running
+def proxy(proxies: dict[str, Proxy]) -> Proxy:
+    """The main proxy: ``base_config`` plus the spend-probe callback."""
+    return proxies["proxy"].wait_live()
+
+
+@pytest.fixture(scope="module")
+def example_proxy(proxies: dict[str, Proxy]) -> Proxy:
+    """``config.example.yaml`` with its solo models on the scripted server."""
+    return proxies["example_proxy"].wait_live()
+
+
+@pytest.fixture(scope="module")
+def workers_proxy(proxies: dict[str, Proxy]) -> Proxy:
+    """``base_config`` served by ``--num_workers 2``."""
+    return proxies["workers_proxy"].wait_live()
 
 
 @pytest.fixture(autouse=True)
@@ -339,8 +373,9 @@ def test_logged_spend_is_the_sum_and_nested_calls_are_not_charged_again(
         return any(r["provider"] == "fusion" for r in rows) and sum(r["provider"] != "fusion" for r in rows) >= 4
 
     rows = wait_for_probe(probe_file, complete)
+    assert [(r["model"], r["stream"]) for r in rows if r["kind"] == "handler"] == [("fz", stream)]
     successes = [r for r in rows if r["kind"] == "success"]
-    assert [r for r in rows if r["kind"] != "success"] == []
+    assert [r for r in rows if r["kind"] not in ("success", "handler")] == []
     outer = [r for r in successes if r["provider"] == "fusion"]
     assert len(outer) == 1, f"expected one logged fusion call, got {outer}"
     assert outer[0]["model"] == "fz"
@@ -528,7 +563,7 @@ def test_all_members_failing_falls_back_to_the_configured_model(client: openai.O
     assert by_model == {"bad-1": 2, "bad-2": 2, "gpt-4o-mini": 1}
 
 
-def test_all_members_failing_without_fallback_is_503_naming_each_member(proxy: Proxy, upstream: ScriptedServer):
+def test_all_members_failing_without_fallback_is_503_naming_each_member(proxy: Proxy, upstream: ScriptedServer, probe_file: Path):
     with proxy.http() as http:
         reply = http.post("/v1/chat/completions", json={"model": "fz-dead", "messages": MESSAGES})
     assert reply.status_code == 503, reply.text
@@ -539,6 +574,10 @@ def test_all_members_failing_without_fallback_is_503_naming_each_member(proxy: P
     assert "0 of 2 panel members answered, 1 needed" in message
     assert "gpt-4o" not in upstream.stats()["by_model"]  # no judge call after the panel failed
     assert proxy.master_key not in reply.text and "sk-up-" not in reply.text
+    # num_retries: 1 retries the fusion call once; the members themselves are never retried.
+    handler_calls = [r for r in read_jsonl(probe_file) if r["kind"] == "handler"]
+    assert [r["model"] for r in handler_calls] == ["fz-dead", "fz-dead"]
+    assert upstream.stats()["by_model"] == {"bad-1": 2, "bad-2": 2}
 
 
 def test_stream_all_members_failing_is_503_before_any_chunk(proxy: Proxy):
@@ -583,9 +622,9 @@ def test_config_error_is_400_before_any_upstream_call_and_not_retried(
     assert reply.status_code == 400, reply.text
     assert "fusion.panle" in reply.json()["error"]["message"]
     assert upstream.stats()["total"] == 0
-    rows = wait_for_probe(probe_file, lambda rows: any(r["model"] == "fz" for r in rows), timeout=5.0)
-    failures = [r for r in rows if r["model"] == "fz"]
-    assert [r["kind"] for r in failures] == ["failure"], rows
+    rows = wait_for_probe(probe_file, lambda rows: any(r["kind"] == "failure" for r in rows), timeout=5.0)
+    # The handler ran once: a 400 is not retried (num_retries: 1) and fz has no fallback.
+    assert [(r["kind"], r["model"]) for r in rows] == [("handler", "fz"), ("failure", "fz")], rows
     if "x-litellm-attempted-retries" in reply.headers:
         assert reply.headers["x-litellm-attempted-retries"] == "0"
     # Still healthy afterwards.

@@ -497,8 +497,8 @@ async def test_openai_hosted_tool_unsupported_is_a_refusal(capture: CaptureServe
 async def test_unprocessable_tool_error_is_a_refusal(capture: CaptureServer, model: str) -> None:
     payload = {"error": {"message": "unknown tool type in tools[0]", "type": "invalid_request_error", "code": 422}}
     exc = await _error_from(capture, 422, payload, model)
-    print("STATUS", exc.status_code)
-    assert isinstance(exc, litellm.BadRequestError)  # 1.108.7 maps an upstream 422 to BadRequestError
+    # 1.108.7 maps an upstream 422 to BadRequestError, keeping the status code.
+    assert isinstance(exc, litellm.BadRequestError) and exc.status_code == 422
     assert is_native_refusal(exc)
 
 
@@ -523,6 +523,16 @@ def test_context_window_and_policy_errors_are_not_refusals() -> None:
     assert not is_native_refusal(policy)
     assert not is_native_refusal(ValueError("tool"))
     assert is_native_refusal(litellm.BadRequestError(message="tools.0: unknown type", model="m", llm_provider="anthropic"))
+    unprocessable = litellm.UnprocessableEntityError(message="url_context unsupported", model="m", llm_provider="x", response=_response(422))
+    assert is_native_refusal(unprocessable)
+    assert not is_native_refusal(litellm.UnprocessableEntityError(message="bad temperature", model="m", llm_provider="x", response=_response(422)))
+    assert not is_native_refusal(litellm.RateLimitError(message="web search rate limited", model="m", llm_provider="x"))
+
+
+def _response(status: int) -> Any:
+    import httpx
+
+    return httpx.Response(status, request=httpx.Request("POST", "http://127.0.0.1/"))
 
 
 def test_is_server_tool_call_by_id() -> None:

@@ -103,6 +103,8 @@ class _Handler(BaseHTTPRequestHandler):
             "/to-internal": f"http://127.0.0.1:{self.server.internal_port}/admin",
             "/to-metadata": "http://169.254.169.254/latest/meta-data/",
             "/to-page": "/page",
+            "/to-port": f"http://127.0.0.1:{self.server.internal_port + 1 if self.server.internal_port < 65535 else 1}/",
+            "/to-ftp": "ftp://127.0.0.1/",
         }
         if self.path in redirects:
             self.send_response(302)
@@ -133,7 +135,7 @@ def pages(listener: Listener) -> Iterator[Pages]:
 
 
 async def settle() -> None:
-    await asyncio.sleep(0.15)  # let the accept threads see any connection that was made
+    await asyncio.sleep(0.1)  # let the accept threads see any connection that was made
 
 
 # -- the address table ------------------------------------------------------------------------------------
@@ -228,6 +230,8 @@ def test_parse_target_accepts(url: str, expected: tuple[str, str, int]) -> None:
         ("http://example.com:22/", "port 22"),
         ("http:///path-only", "missing host"),
         ("http://[::1/", "invalid URL"),
+        ("https://exa mple.com/", "invalid host"),
+        ("http://a..b/", "invalid host"),
     ],
 )
 def test_parse_target_refuses(url: str, reason: str) -> None:
@@ -397,6 +401,15 @@ async def test_redirect_to_metadata_ip_is_blocked_at_the_hop(listener: Listener,
     assert result.final_url == "http://169.254.169.254/latest/meta-data/"
     assert pages.hits["/to-metadata"] == 1
     assert net.refused == [] and all(host == "127.0.0.1" for host, _ in net.attempts)
+
+
+@pytest.mark.parametrize(("path", "error"), [("/to-port", "blocked: port "), ("/to-ftp", "blocked: scheme 'ftp' not allowed")])
+async def test_redirect_hop_url_is_rechecked(listener: Listener, pages: Pages, path: str, error: str) -> None:
+    net = LoopbackOnly()
+    async with _fetcher_for(pages, listener, net) as fetcher:
+        result = await fetcher.fetch(f"http://127.0.0.1:{pages.port}{path}")
+    assert result.error is not None and result.error.startswith(error), result.error
+    assert pages.hits[path] == 1 and len(net.attempts) == 1  # only the first hop connected
 
 
 # -- DNS rebinding -----------------------------------------------------------------------------------------

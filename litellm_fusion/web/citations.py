@@ -3,9 +3,9 @@
 Shapes read, in this order:
 
 1. ``message.annotations``, in either of two forms. The chat form ``{type: url_citation, url_citation: {url,
-   title}}`` comes from OpenAI search models, OpenRouter, Gemini and Perplexity (Perplexity only when its text
-   has ``[n]`` markers). The flat Responses form ``{type: url_citation, url, title}`` comes from the
-   ``openai/responses/`` bridge and xAI.
+   title}}`` comes from OpenAI search models, OpenRouter and Gemini. The flat Responses form ``{type:
+   url_citation, url, title}`` comes from the ``openai/responses/`` bridge and xAI. Perplexity gets chat-form
+   annotations only with ``EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER`` set, and then only for ``[n]`` markers.
 2. Anthropic ``message.provider_specific_fields``. ``["citations"]`` is a list of lists of ``{url, title,
    cited_text}``. ``["web_search_results"]`` holds ``web_search_tool_result`` blocks (``content`` is a list of
    ``{url, title}``) and ``web_fetch_tool_result`` blocks (``content`` is ``{url, content: {title}}``).
@@ -14,7 +14,8 @@ Shapes read, in this order:
    are ``vertexaisearch.cloud.google.com`` redirects. Also ``vertex_ai_url_context_metadata``: ``[{urlMetadata:
    [{retrievedUrl, urlRetrievalStatus}]}]``, the pages URL context fetched. Both are set as response
    attributes and also in ``response._hidden_params``.
-4. Perplexity ``response.search_results`` (``[{title, url}]``) and ``response.citations`` (``[url]``).
+4. Perplexity ``response.search_results`` (``[{title, url}]``) and ``response.citations`` (``[url]``). These
+   are the raw fields, passed through by the default OpenAI-SDK path.
 5. A raw Responses API object (``litellm.aresponses``): ``output[].content[].annotations``, flat form.
 
 The response may be a LiteLLM object or its dict dump.
@@ -128,8 +129,9 @@ def search_requests_from_response(response: Any) -> int:
     """How many native web searches the provider reports for ``response``; 0 if it reports none.
 
     Sources, in order: ``usage.server_tool_use.web_search_requests`` (Anthropic, OpenRouter);
-    ``usage.prompt_tokens_details.web_search_requests`` (Gemini grounding, Perplexity ``num_search_queries``, xAI
-    chat); ``usage.server_side_tool_usage_details.web_search_calls`` (xAI via Responses). Then, when usage carries
+    ``usage.prompt_tokens_details.web_search_requests`` (Gemini grounding, xAI chat);
+    ``usage.server_side_tool_usage_details.web_search_calls`` (xAI via Responses); ``usage.num_search_queries``
+    (Perplexity, kept raw by the default OpenAI-SDK path). Then, when usage carries
     nothing: Anthropic ``web_search_calls`` and Gemini ``webSearchQueries``. The OpenAI Responses bridge drops
     its ``web_search_call`` items, so it reports 0.
     """
@@ -138,6 +140,7 @@ def search_requests_from_response(response: Any) -> int:
         _get(_get(usage, "server_tool_use"), "web_search_requests"),
         _get(_get(usage, "prompt_tokens_details"), "web_search_requests"),
         _get(_get(usage, "server_side_tool_usage_details"), "web_search_calls"),
+        _get(usage, "num_search_queries"),
     ):
         if (count := _count(value)) is not None:
             return count

@@ -182,7 +182,7 @@ class Fetcher:
         current = url
         for _ in range(self.limits.max_redirects + 1):
             hop.url, hop.status, hop.content_type = current, None, None
-            scheme, host, port = parse_target(current, self.limits.allowed_ports)
+            scheme, host, port = parse_target(url, self.limits.allowed_ports)
             target = httpx.URL(current)
             if target.host.endswith("."):
                 target = target.copy_with(host=host)

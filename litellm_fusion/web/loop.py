@@ -15,6 +15,7 @@ from typing import Any
 from ..config import MemberSpec
 from ..nested import CompleteFn, timed_call
 from ..usage import CallRecord, UsageLedger
+from .native import is_server_tool_call
 from .tools import MemberToolbox
 
 __all__ = ["WEB_NOTE", "web_note", "client_loop", "presearch_call"]
@@ -60,11 +61,13 @@ async def client_loop(
         response, record = await timed_call(complete, {**kwargs, "messages": messages, "tools": tools}, role="panel", member=member, ledger=ledger)
         records.append(record)
         message = response.choices[0].message
-        # Check the calls, not finish_reason: some backends say "stop" with tool calls attached.
-        if not getattr(message, "tool_calls", None):
+        # Check the calls, not finish_reason: some backends say "stop" with tool calls attached. Calls the
+        # provider ran itself (Anthropic's server tools) are part of the answer, not ours to run.
+        ours = [call for call in getattr(message, "tool_calls", None) or [] if not is_server_tool_call(call)]
+        if not ours:
             return response, records
         messages.append(_replay(message))
-        messages.extend(await toolbox.run(list(message.tool_calls)))
+        messages.extend(await toolbox.run(ours))
         if toolbox.budget <= 0:
             break
     messages.append({"role": "user", "content": _FORCE_ANSWER})

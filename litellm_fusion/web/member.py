@@ -55,7 +55,7 @@ def member_web_mode(member: MemberSpec, spec: FusionSpec, aliases: dict[str, str
     from .native import native_plan
 
     model = aliases.get(member.model, member.model)
-    if mode in ("auto", "native") and native_plan(model, max_uses=spec.web.max_tool_calls) is not None:
+    if mode in ("auto", "native") and native_plan(member.model, max_uses=spec.web.max_tool_calls, aliases=aliases) is not None:
         return "native"
     if mode == "native":
         raise FusionConfigError(f"web mode 'native' for '{member.model}': its provider has no native web tools; use web: auto or client")
@@ -83,7 +83,7 @@ async def answer_with_web(
 ) -> WebAnswer:
     """Answer ``kwargs["messages"]`` with web access in ``mode`` (see :func:`member_web_mode`)."""
     from .citations import sources_from_response
-    from .native import NativePlan, is_native_refusal, native_plan
+    from .native import is_native_refusal, native_plan
 
     toolbox = MemberToolbox(spec=spec.web, search=search, fetcher=fetcher, ledger=ledger, search_provider=spec.web.search.provider)
     for message in kwargs["messages"]:
@@ -97,10 +97,9 @@ async def answer_with_web(
         return WebAnswer(response=response, records=tuple(records), mode=used, sources=tuple(sources.values()), tool_calls=tuple(toolbox.calls), notes=notes)
 
     if mode == "native":
-        plan = native_plan(aliases.get(member.model, member.model), max_uses=spec.web.max_tool_calls)
+        # With aliases, a Router name stays the model (routable); providers needing a rewrite get no plan.
+        plan = native_plan(member.model, max_uses=spec.web.max_tool_calls, aliases=aliases)
         assert plan is not None  # member_web_mode chose native only when a plan exists
-        if aliases.get(member.model):
-            plan = NativePlan(**{**plan.__dict__, "model": member.model})  # a Router name stays routable
         extra = dict(plan.extra)
         native_tools = extra.pop("tools", [])
         native_kwargs = {**kwargs, **extra, "model": plan.model}

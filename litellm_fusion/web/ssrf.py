@@ -16,8 +16,11 @@ attribute (``AsyncHTTPTransport._pool``) and fails closed if that layout changes
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
+import re
 import socket
+import ssl
 from collections.abc import Callable, Iterable
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
@@ -67,6 +70,7 @@ _V6_RANGES = [
     (_N("3fff::/20"), "documentation address"),
     (_N("100::/64"), "discard address"),
 ]
+_HOSTNAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*")  # after IDNA encoding; no '%', spaces or empty labels
 _MAPPED, _COMPAT = _N("::ffff:0:0/96"), _N("::/96")
 _6TO4, _TEREDO = _N("2002::/16"), _N("2001::/32")
 _NAT64, _NAT64_LOCAL = _N("64:ff9b::/96"), _N("64:ff9b:1::/48")
@@ -142,6 +146,8 @@ def parse_target(url: str | httpx.URL, allowed_ports: Iterable[int] = DEFAULT_PO
     host = host.rstrip(".")
     if not host:
         raise FetchBlocked("missing host")
+    if ":" not in host and not _HOSTNAME.fullmatch(host):  # IPv6 literals were validated by httpx
+        raise FetchBlocked(f"invalid host {host!r}")
     port = parsed.port or (443 if scheme == "https" else 80)
     if port not in allowed_ports:
         raise FetchBlocked(f"port {port} not allowed")
@@ -213,16 +219,24 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One verifying context (certifi bundle, as httpx's default) shared by all guarded clients: loading
+    the CA bundle costs tens of milliseconds, and a fetcher is built per request."""
+    return httpx.create_ssl_context(trust_env=False)
+
+
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport (request/response and error mapping) over a pool that uses :class:`GuardedBackend`."""
 
     def __init__(self, *, allow: Allow | None = None, inner: httpcore.AsyncNetworkBackend | None = None, limits: httpx.Limits | None = None) -> None:
         limits = limits or httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=5.0)
-        super().__init__(trust_env=False, http1=True, http2=False, retries=0, limits=limits)
+        ssl_context = _ssl_context()
+        super().__init__(verify=ssl_context, trust_env=False, http1=True, http2=False, retries=0, limits=limits)
         if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
             raise RuntimeError("unsupported httpx transport layout: refusing to build an unguarded client")
         self._guarded_pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
