@@ -4,6 +4,8 @@
 VENV ?= .venv
 PYTHON ?= python3
 export LITELLM_LOCAL_MODEL_COST_MAP := True
+# LiteLLM 1.108.7 otherwise downloads its Anthropic beta-header map on the first Anthropic call.
+export LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS := true
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)

@@ -53,13 +53,25 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import httpx  # noqa: E402
-import litellm  # noqa: E402
 import yaml  # noqa: E402
 from upstream import Upstream, start_upstream  # noqa: E402
 
-import litellm_fusion  # noqa: E402
+# LiteLLM is imported only once the upstream server and the proxy process are on their way, so that the
+# proxy's ~15 s start-up overlaps the driver's own ~8 s import of LiteLLM on the second core.
+litellm: Any = None
+litellm_fusion: Any = None
 
-litellm.suppress_debug_info = True
+
+def import_litellm() -> None:
+    global litellm, litellm_fusion
+    if litellm is None:
+        import litellm as _litellm
+
+        import litellm_fusion as _litellm_fusion
+
+        _litellm.suppress_debug_info = True
+        litellm, litellm_fusion = _litellm, _litellm_fusion
+
 
 KEY = "sk-bench"
 FUSION_MODEL = "fusion/bench"
@@ -111,10 +123,10 @@ class Settings:
     judge_latency: float = 0.3
     synth_latency: float = 0.3
     warmup: int = 3
-    calib_n: int = 96
+    calib_n: int = 64
     calib_concurrency: int = 16
     calib_latency: float = 0.1
-    a_rounds_c1: int = 15
+    a_rounds_c1: int = 12
     a_rounds_c8: int = 5
     """Rounds per worker at c=8; a round is one request of each variant, in rotating order."""
     b_member_latency: float = 0.5
@@ -125,7 +137,7 @@ class Settings:
     c_grace: float = 0.5
     c_panel_timeout: float = 5.0
     c_include_default: bool = True
-    d_pairs: int = 8
+    d_pairs: int = 6
     d_chunk_delay: float = 0.025
     d_chunk_chars: int = 10
     d_holdback_delay: float = 0.2
@@ -208,6 +220,10 @@ def script(text: str, latency: float = 0.0, **extra: Any) -> dict[str, Any]:
 def client_cache_size() -> int:
     """Entries in LiteLLM's in-memory SDK client cache (one per distinct client config; max 200)."""
     return len(litellm.in_memory_llm_clients_cache.cache_dict)
+
+
+def client_cache_keys() -> set[str]:
+    return set(litellm.in_memory_llm_clients_cache.cache_dict)
 
 
 async def wait_idle(up: Upstream, timeout: float = 15.0) -> bool:
@@ -390,41 +406,57 @@ async def make_hand_rolled(up: Upstream, s: Settings) -> HandRolled:
 # ----- sections ----------------------------------------------------------------------------------------
 
 
-async def section_server(s: Settings, up: Upstream) -> dict[str, Any]:
-    """Plain litellm.acompletion against a thread server and a process server: latency above the script."""
+async def section_server(s: Settings, up: Upstream, ctx: dict[str, Any]) -> dict[str, Any]:
+    """Plain litellm.acompletion against a thread server and a process server, alternating batches so that
+    other load on the machine hits both alike: the latency each adds above the scripted latency."""
     out: dict[str, Any] = {"chosen": s.server, "latency_ms": round(s.calib_latency * 1000, 1), "concurrency": s.calib_concurrency}
-    for mode in ("thread", "process"):
-        other = up if mode == up.mode else start_upstream(mode)
-        try:
-            other.set_scripts({"gpt-4o-mini": script("ok " * 20, s.calib_latency)})
-            kwargs = {**member(other.base_url, "gpt-4o-mini"), "messages": MESSAGES, "timeout": 60, "num_retries": 0, "max_retries": 0}
-            for _ in range(5):
-                await litellm.acompletion(**kwargs)
-            walls: list[float] = []
-            per_worker = max(1, s.calib_n // s.calib_concurrency)
-
-            async def worker(_: int, kwargs: dict[str, Any] = kwargs, walls: list[float] = walls, per_worker: int = per_worker) -> None:
-                for _ in range(per_worker):
-                    started = time.perf_counter()
-                    await litellm.acompletion(**kwargs)
-                    walls.append(time.perf_counter() - started - s.calib_latency)
-
-            cpu0 = other.stats()["cpu_s"]
-            elapsed = await run_workers(s.calib_concurrency, worker)
-            cpu1 = other.stats()["cpu_s"]
-            out[mode] = {
-                "added_ms": summary(walls),
-                "elapsed_s": round(elapsed, 2),
-                "server_cpu_pct": round(100 * (cpu1 - cpu0) / elapsed, 1) if cpu0 is not None else None,
-                "raw_added_s": walls,
+    servers = {mode: (up if mode == up.mode else start_upstream(mode)) for mode in ("thread", "process")}
+    try:
+        walls: dict[str, list[float]] = {mode: [] for mode in servers}
+        elapsed = dict.fromkeys(servers, 0.0)
+        cpu = dict.fromkeys(servers, 0.0)
+        calls: dict[str, dict[str, Any]] = {}
+        for mode, server in servers.items():
+            server.set_scripts({"gpt-4o-mini": script("ok " * 20, s.calib_latency)})
+            calls[mode] = {
+                **member(server.base_url, "gpt-4o-mini"),
+                "messages": MESSAGES,
+                "timeout": 60,
+                "num_retries": 0,
+                "max_retries": 0,
             }
-        finally:
-            if other is not up:
-                other.close()
+            for _ in range(5):
+                await litellm.acompletion(**calls[mode])
+        rounds = 2
+        per_worker = max(1, s.calib_n // (s.calib_concurrency * rounds))
+        for _ in range(rounds):
+            for mode, server in servers.items():
+
+                async def worker(_: int, kwargs: dict[str, Any] = calls[mode], sink: list[float] = walls[mode]) -> None:
+                    for _ in range(per_worker):
+                        started = time.perf_counter()
+                        await litellm.acompletion(**kwargs)
+                        sink.append(time.perf_counter() - started - s.calib_latency)
+
+                cpu0 = server.stats()["cpu_s"]
+                elapsed[mode] += await run_workers(s.calib_concurrency, worker)
+                cpu1 = server.stats()["cpu_s"]
+                cpu[mode] += (cpu1 - cpu0) if cpu0 is not None else 0.0
+        for mode, server in servers.items():
+            out[mode] = {
+                "added_ms": summary(walls[mode]),
+                "elapsed_s": round(elapsed[mode], 2),
+                "server_cpu_pct": round(100 * cpu[mode] / elapsed[mode], 1) if server.mode == "process" else None,
+                "raw_added_s": walls[mode],
+            }
+    finally:
+        for server in servers.values():
+            if server is not up:
+                server.close()
     return out
 
 
-async def section_a(s: Settings, up: Upstream) -> dict[str, Any]:
+async def section_a(s: Settings, up: Upstream, ctx: dict[str, Any]) -> dict[str, Any]:
     up.set_scripts(standard_scripts(s))
     spec = standard_spec(up.base_url)
     hand = await make_hand_rolled(up, s)
@@ -475,7 +507,7 @@ async def section_a(s: Settings, up: Upstream) -> dict[str, Any]:
                             outside.append(extra)
                 pairs.append(got["fusion"] - got["hand_rolled"])
 
-        cache_before = client_cache_size()
+        cache_before = client_cache_keys()
         elapsed = await run_workers(concurrency, worker)
         stats = up.stats()
         cell: dict[str, Any] = {"elapsed_s": round(elapsed, 2)}
@@ -493,7 +525,7 @@ async def section_a(s: Settings, up: Upstream) -> dict[str, Any]:
         }
         cell["fusion_outside_nested_calls_ms"] = summary(outside)
         cell["upstream"] = {k: stats[k] for k in ("total", "max_in_flight", "connections", "new_connections", "disconnected_before_done")}
-        cell["litellm_client_cache_growth"] = client_cache_size() - cache_before
+        cell["litellm_clients_created"] = len(client_cache_keys() - cache_before)
         out[f"c{concurrency}"] = cell
 
     # CPU and connections per request: sequential calls with zero scripted latency, fresh counters per
@@ -506,7 +538,7 @@ async def section_a(s: Settings, up: Upstream) -> dict[str, Any]:
         await variants[name]()
         await wait_idle(up)
         up.reset()
-        before = client_cache_size()
+        before = client_cache_keys()
         cpu0, wall0 = time.process_time(), time.perf_counter()
         for _ in range(s.probe_n):
             await variants[name]()
@@ -517,7 +549,7 @@ async def section_a(s: Settings, up: Upstream) -> dict[str, Any]:
             "wall_ms_per_request": round(1000 * wall / s.probe_n, 1),
             "upstream_calls": stats["total"],
             "tcp_connections_opened": stats["new_connections"],
-            "litellm_client_cache_growth": client_cache_size() - before,
+            "litellm_clients_created": len(client_cache_keys() - before),
         }
     probe["fusion_minus_hand_rolled_cpu_ms"] = round(
         probe["fusion"]["driver_cpu_ms_per_request"] - probe["hand_rolled"]["driver_cpu_ms_per_request"], 1
@@ -528,7 +560,7 @@ async def section_a(s: Settings, up: Upstream) -> dict[str, Any]:
     return out
 
 
-async def section_b(s: Settings, up: Upstream) -> dict[str, Any]:
+async def section_b(s: Settings, up: Upstream, ctx: dict[str, Any]) -> dict[str, Any]:
     five = (*PANEL, *EXTRA_PANEL)
     scripts = {name: script(PANEL_TEXT[name], s.lat(s.b_member_latency)) for name in five}
     scripts[JUDGE] = script(JUDGE_JSON, s.lat(s.b_stage_latency))
@@ -567,7 +599,7 @@ async def section_b(s: Settings, up: Upstream) -> dict[str, Any]:
     return out
 
 
-async def section_c(s: Settings, up: Upstream) -> dict[str, Any]:
+async def section_c(s: Settings, up: Upstream, ctx: dict[str, Any]) -> dict[str, Any]:
     hang_model = PANEL[2]
     scripts = standard_scripts(s)
     scripts[hang_model] = {"hang": True}
@@ -648,7 +680,7 @@ async def section_c(s: Settings, up: Upstream) -> dict[str, Any]:
     return out
 
 
-async def section_d(s: Settings, up: Upstream) -> dict[str, Any]:
+async def section_d(s: Settings, up: Upstream, ctx: dict[str, Any]) -> dict[str, Any]:
     text = SYNTH_TEXT
     synth_extra = {"chunk_delay": s.d_chunk_delay, "chunk_chars": s.d_chunk_chars}
     scripts = standard_scripts(s, synth_extra=synth_extra)
@@ -707,7 +739,7 @@ async def section_d(s: Settings, up: Upstream) -> dict[str, Any]:
     return out
 
 
-async def section_f(s: Settings, up: Upstream) -> dict[str, Any]:
+async def section_f(s: Settings, up: Upstream, ctx: dict[str, Any]) -> dict[str, Any]:
     up.set_scripts(standard_scripts(s, panel_text=AGREED_TEXT))
     specs = {"off": standard_spec(up.base_url, short_circuit="off"), "exact": standard_spec(up.base_url, short_circuit="exact")}
     for spec in specs.values():
@@ -822,34 +854,91 @@ async def _closed_loop(http: httpx.AsyncClient, model: str, concurrency: int, du
     }
 
 
-async def section_e(s: Settings, up: Upstream) -> dict[str, Any]:
+class ProxyProcess:
+    """A real ``litellm --config ... --host 127.0.0.1 --port N`` process (one worker), in its own process group.
+
+    Its model_list has solo models on the scripted upstream and a fusion deployment whose members are those
+    model names (so nested calls go through the proxy's Router).
+    """
+
+    def __init__(self, base_url: str, s: Settings) -> None:
+        solo = {"api_base": base_url, "api_key": KEY}
+        self.config = {
+            "model_list": [
+                {"model_name": "m1", "litellm_params": {"model": f"openai/{PANEL[0]}", **solo}},
+                {"model_name": "m2", "litellm_params": {"model": f"openai/{PANEL[1]}", **solo}},
+                {"model_name": "m3", "litellm_params": {"model": f"openai/{PANEL[2]}", **solo}},
+                {"model_name": "j", "litellm_params": {"model": f"openai/{JUDGE}", **solo}},
+                {
+                    "model_name": "fusion-bench",
+                    "litellm_params": {"model": "fusion/bench", "fusion": {"panel": ["m1", "m2", "m3"], "judge": "j", "timeout": 60}},
+                },
+            ],
+            "litellm_settings": {
+                "custom_provider_map": [{"provider": "fusion", "custom_handler": "litellm_fusion.fusion_llm"}],
+                "num_retries": 0,
+            },
+        }
+        self.workdir = Path(tempfile.mkdtemp(prefix="fusion-bench-proxy-"))
+        config_path = self.workdir / "config.yaml"
+        config_path.write_text(yaml.safe_dump(self.config, sort_keys=False), encoding="utf-8")
+        self.master_key = f"sk-bench-{secrets.token_hex(16)}"
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = self.workdir / "proxy.log"
+        self.startup_timeout = s.e_startup_timeout
+        command = [
+            str(Path(sys.executable).parent / "litellm"),
+            "--config",
+            str(config_path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
+        self.started = time.perf_counter()
+        self.startup_s: float | None = None
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                command,
+                cwd=self.workdir,
+                env=_proxy_env(self.master_key),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: teardown reaches every process it forks
+            )
+
+    async def wait_live(self) -> float:
+        """Seconds from launch until /health/liveliness answered 200; raises if it exits or times out."""
+        if self.startup_s is not None:
+            return self.startup_s
+        async with httpx.AsyncClient(timeout=5.0, trust_env=False) as probe:
+            while True:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"proxy exited with {self.process.returncode}; log {self.log_path}")
+                if time.perf_counter() - self.started > self.startup_timeout:
+                    raise RuntimeError(f"proxy not live after {self.startup_timeout:.0f}s; log {self.log_path}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await probe.get(self.base + "/health/liveliness")).status_code == 200:
+                        self.startup_s = round(time.perf_counter() - self.started, 1)
+                        return self.startup_s
+                await asyncio.sleep(0.25)
+
+    def stop(self) -> None:
+        _stop_group(self.process)
+
+    def log_error_lines(self) -> int:
+        text = self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+        return sum(1 for line in text.splitlines() if "ERROR" in line or "Traceback" in line)
+
+
+async def section_e(s: Settings, up: Upstream, ctx: dict[str, Any]) -> dict[str, Any]:
+    proxy: ProxyProcess | None = ctx.get("proxy")
+    if proxy is None:
+        raise RuntimeError("no proxy process was started")
     lat = s.e_latency
     up.set_scripts({name: script(PANEL_TEXT[name], lat) for name in PANEL} | {JUDGE: script(JUDGE_JSON, lat)})
-    solo_params = {"api_base": up.base_url, "api_key": KEY}
-    config = {
-        "model_list": [
-            {"model_name": "m1", "litellm_params": {"model": f"openai/{PANEL[0]}", **solo_params}},
-            {"model_name": "m2", "litellm_params": {"model": f"openai/{PANEL[1]}", **solo_params}},
-            {"model_name": "m3", "litellm_params": {"model": f"openai/{PANEL[2]}", **solo_params}},
-            {"model_name": "j", "litellm_params": {"model": f"openai/{JUDGE}", **solo_params}},
-            {
-                "model_name": "fusion-bench",
-                "litellm_params": {"model": "fusion/bench", "fusion": {"panel": ["m1", "m2", "m3"], "judge": "j", "timeout": 60}},
-            },
-        ],
-        "litellm_settings": {
-            "custom_provider_map": [{"provider": "fusion", "custom_handler": "litellm_fusion.fusion_llm"}],
-            "num_retries": 0,
-        },
-    }
-    workdir = Path(tempfile.mkdtemp(prefix="fusion-bench-proxy-"))
-    config_path = workdir / "config.yaml"
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    master_key = f"sk-bench-{secrets.token_hex(16)}"
-    port = _free_port()
-    log_path = workdir / "proxy.log"
-    litellm_bin = Path(sys.executable).parent / "litellm"
-    command = [str(litellm_bin), "--config", str(config_path), "--host", "127.0.0.1", "--port", str(port)]
     out: dict[str, Any] = {
         "upstream_latency_ms": round(1000 * lat, 1),
         "concurrency": s.e_concurrency,
@@ -857,78 +946,54 @@ async def section_e(s: Settings, up: Upstream) -> dict[str, Any]:
         "workers": 1,
         "critical_path_ms": {"solo": round(1000 * lat, 1), "fusion": round(3000 * lat, 1)},
         "nested_calls_per_fusion_request": 5,
+        "config": proxy.config,
     }
-    base = f"http://127.0.0.1:{port}"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=workdir,
-            env=_proxy_env(master_key),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        started = time.perf_counter()
-        async with httpx.AsyncClient(timeout=5.0, trust_env=False) as probe:
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"proxy exited with {process.returncode}; log {log_path}")
-                if time.perf_counter() - started > s.e_startup_timeout:
-                    raise RuntimeError(f"proxy not live after {s.e_startup_timeout:.0f}s; log {log_path}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await probe.get(base + "/health/liveliness")).status_code == 200:
-                        break
-                await asyncio.sleep(0.25)
-        out["startup_s"] = round(time.perf_counter() - started, 1)
-        limits = httpx.Limits(max_connections=s.e_concurrency * 2, max_keepalive_connections=s.e_concurrency * 2)
-        async with httpx.AsyncClient(
-            base_url=base, headers={"Authorization": f"Bearer {master_key}"}, timeout=30.0, limits=limits, trust_env=False
-        ) as http:
-            for model in ("m1", "fusion-bench"):  # warm-up: sequential, then one burst
-                for _ in range(3):
-                    response = await http.post("/v1/chat/completions", json={"model": model, "messages": MESSAGES})
-                    if response.status_code != 200:
-                        raise RuntimeError(f"warm-up {model}: {response.status_code} {response.text[:300]}")
-                await _closed_loop(http, model, s.e_concurrency, 1.0)
-            for label, model in (("solo", "m1"), ("fusion", "fusion-bench")):
-                await wait_idle(up)
-                up.reset()
-                pids = group_pids(process.pid)
-                proxy_cpu0, up_cpu0, me0 = proc_cpu_seconds(pids), up.stats()["cpu_s"], time.process_time()
-                result = await _closed_loop(http, model, s.e_concurrency, s.e_duration)
-                elapsed = result["elapsed_s"]
-                stats = up.stats()
-                proxy_cpu = proc_cpu_seconds(pids) - proxy_cpu0
-                result["proxy_cpu_pct"] = round(100 * proxy_cpu / elapsed, 1)
-                result["proxy_cpu_ms_per_request"] = round(1000 * proxy_cpu / result["ok"], 1) if result["ok"] else None
-                result["upstream_cpu_pct"] = round(100 * (stats["cpu_s"] - up_cpu0) / elapsed, 1) if up_cpu0 is not None else None
-                result["driver_cpu_pct"] = round(100 * (time.process_time() - me0) / elapsed, 1)
-                result["upstream_calls"] = stats["total"]
-                result["upstream_tcp_connections_opened"] = stats["new_connections"]
-                result["minus_critical_path_ms"] = {
-                    "p50": round(result["p50_ms"] - out["critical_path_ms"][label], 1) if result.get("p50_ms") else None,
-                    "p99": round(result["p99_ms"] - out["critical_path_ms"][label], 1) if result.get("p99_ms") else None,
-                }
-                out[label] = result
-        out["fusion_over_solo_rps"] = round(out["fusion"]["req_per_s"] / out["solo"]["req_per_s"], 3) if out["solo"]["req_per_s"] else None
-        out["nested_calls_per_s_fusion"] = round(out["fusion"]["upstream_calls"] / out["fusion"]["elapsed_s"], 1)
-        # Other load on the machine decides how much CPU the proxy gets; CPU per request does not depend on it.
-        for label in ("solo", "fusion"):
-            cpu_ms = out[label].get("proxy_cpu_ms_per_request")
-            out[label]["req_per_s_per_proxy_core"] = round(1000 / cpu_ms, 1) if cpu_ms else None
-    finally:
-        _stop_group(process)
-    log_text = log_path.read_text(encoding="utf-8", errors="replace")
-    out["proxy_log_error_lines"] = sum(1 for line in log_text.splitlines() if "ERROR" in line or "Traceback" in line)
-    out["proxy_log"] = str(log_path)
+    out["startup_s"] = await proxy.wait_live()
+    limits = httpx.Limits(max_connections=s.e_concurrency * 2, max_keepalive_connections=s.e_concurrency * 2)
+    async with httpx.AsyncClient(
+        base_url=proxy.base, headers={"Authorization": f"Bearer {proxy.master_key}"}, timeout=30.0, limits=limits, trust_env=False
+    ) as http:
+        headers: dict[str, dict[str, str]] = {}
+        for model in ("m1", "fusion-bench"):  # warm-up: sequential, then one burst
+            for _ in range(3):
+                response = await http.post("/v1/chat/completions", json={"model": model, "messages": MESSAGES})
+                if response.status_code != 200:
+                    raise RuntimeError(f"warm-up {model}: {response.status_code} {response.text[:300]}")
+            headers[model] = {k: v for k, v in response.headers.items() if k.lower().startswith("x-litellm")}
+            await _closed_loop(http, model, s.e_concurrency, 1.0)
+        out["x_litellm_headers"] = headers
+        for label, model in (("solo", "m1"), ("fusion", "fusion-bench")):
+            await wait_idle(up)
+            up.reset()
+            pids = group_pids(proxy.process.pid)
+            proxy_cpu0, up_cpu0, me0 = proc_cpu_seconds(pids), up.stats()["cpu_s"], time.process_time()
+            result = await _closed_loop(http, model, s.e_concurrency, s.e_duration)
+            elapsed = result["elapsed_s"]
+            stats = up.stats()
+            proxy_cpu = proc_cpu_seconds(pids) - proxy_cpu0
+            result["proxy_cpu_pct"] = round(100 * proxy_cpu / elapsed, 1)
+            result["proxy_cpu_ms_per_request"] = round(1000 * proxy_cpu / result["ok"], 1) if result["ok"] else None
+            # Other load on the machine decides how much CPU the proxy gets; CPU per request does not depend on it.
+            result["req_per_s_per_proxy_core"] = round(1000 / result["proxy_cpu_ms_per_request"], 1) if result["ok"] and proxy_cpu else None
+            result["upstream_cpu_pct"] = round(100 * (stats["cpu_s"] - up_cpu0) / elapsed, 1) if up_cpu0 is not None else None
+            result["driver_cpu_pct"] = round(100 * (time.process_time() - me0) / elapsed, 1)
+            result["upstream_calls"] = stats["total"]
+            result["upstream_tcp_connections_opened"] = stats["new_connections"]
+            result["minus_critical_path_ms"] = {
+                "p50": round(result["p50_ms"] - out["critical_path_ms"][label], 1) if result.get("p50_ms") else None,
+                "p99": round(result["p99_ms"] - out["critical_path_ms"][label], 1) if result.get("p99_ms") else None,
+            }
+            out[label] = result
+    out["fusion_over_solo_rps"] = round(out["fusion"]["req_per_s"] / out["solo"]["req_per_s"], 3) if out["solo"]["req_per_s"] else None
+    out["nested_calls_per_s_fusion"] = round(out["fusion"]["upstream_calls"] / out["fusion"]["elapsed_s"], 1)
+    out["proxy_log_error_lines"] = proxy.log_error_lines()
+    out["proxy_log"] = str(proxy.log_path)
     return out
 
 
 # ----- the run -----------------------------------------------------------------------------------------
 
-SECTIONS: dict[str, tuple[str, Callable[[Settings, Upstream], Awaitable[dict[str, Any]]]]] = {
+SECTIONS: dict[str, tuple[str, Callable[[Settings, Upstream, dict[str, Any]], Awaitable[dict[str, Any]]]]] = {
     "server": ("server mode calibration", section_server),
     "a": ("overhead vs critical path and hand-rolled", section_a),
     "b": ("5-member vs 1-member panel", section_b),
@@ -970,30 +1035,35 @@ def _version(dist: str) -> str | None:
         return None
 
 
-async def run_async(s: Settings, sections: str, log: Callable[[str], None]) -> dict[str, Any]:
+async def run_async(s: Settings, sections: str, log: Callable[[str], None], up: Upstream, proxy: ProxyProcess | None) -> dict[str, Any]:
     results: dict[str, Any] = {"meta": machine_facts(s)}
     wanted = ["server", *sections] if "server" not in sections else list(sections)
     budget = 240.0 if not s.quick else 120.0  # per section, a safety net only
-    up = start_upstream(s.server)
     results["meta"]["upstream_base_url"] = up.base_url
-    try:
-        for key in wanted:
-            if key not in SECTIONS:
-                continue
-            title, fn = SECTIONS[key]
-            log(f"[{time.strftime('%H:%M:%S')}] section {key}: {title} ...")
-            started = time.perf_counter()
-            try:
-                async with asyncio.timeout(budget):
-                    results[key] = await fn(s, up)
-            except Exception as exc:  # one broken section must not hide the others
-                results[key] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
-                log(f"  section {key} FAILED: {type(exc).__name__}: {exc}")
-            results[key]["section_wall_s"] = round(time.perf_counter() - started, 1)
-            with contextlib.suppress(Exception):
-                await wait_idle(up, timeout=10.0)
-    finally:
-        up.close()
+    ctx: dict[str, Any] = {"proxy": proxy}
+    if proxy is not None:
+        # Measure nothing while the proxy is still starting (it takes a core for ~15 s).
+        log(f"[{time.strftime('%H:%M:%S')}] waiting for the proxy to come up ...")
+        with contextlib.suppress(Exception):  # section e reports a proxy that never came up
+            log(f"  proxy live after {await proxy.wait_live()} s")
+    for key in wanted:
+        if key not in SECTIONS:
+            continue
+        title, fn = SECTIONS[key]
+        log(f"[{time.strftime('%H:%M:%S')}] section {key}: {title} ...")
+        started = time.perf_counter()
+        proxy_cpu0 = proc_cpu_seconds(group_pids(proxy.process.pid)) if proxy is not None else None
+        try:
+            async with asyncio.timeout(budget):
+                results[key] = await fn(s, up, ctx)
+        except Exception as exc:  # one broken section must not hide the others
+            results[key] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+            log(f"  section {key} FAILED: {type(exc).__name__}: {exc}")
+        results[key]["section_wall_s"] = round(time.perf_counter() - started, 1)
+        if proxy is not None and key != "e":  # the proxy idles meanwhile: check it costs (next to) nothing
+            results[key]["idle_proxy_cpu_s"] = round(proc_cpu_seconds(group_pids(proxy.process.pid)) - proxy_cpu0, 2)
+        with contextlib.suppress(Exception):
+            await wait_idle(up, timeout=10.0)
     results["meta"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return results
 
@@ -1058,7 +1128,7 @@ def render_table(results: dict[str, Any]) -> str:
             d["p50"],
             d["p99"],
             f"paired median {_signed(d['paired_median'])} ms",
-            f"fusion time outside nested calls p50 {_ms(o.get('p50_ms'))} ms; client cache +{cell['litellm_client_cache_growth']}",
+            f"fusion time outside nested calls p50 {_ms(o.get('p50_ms'))} ms; {cell['litellm_clients_created']} new LiteLLM SDK clients",
         )
     if "cpu_and_connections" in a:
         r = a["cpu_and_connections"]
@@ -1077,7 +1147,7 @@ def render_table(results: dict[str, Any]) -> str:
                 f"wall {v['wall_ms_per_request']:.0f} ms/request",
                 f"driver CPU **{v['driver_cpu_ms_per_request']:.1f} ms/request**; "
                 f"{v['tcp_connections_opened']} TCP connections opened for {v['upstream_calls']} calls; "
-                f"LiteLLM client cache +{v['litellm_client_cache_growth']}",
+                f"{v['litellm_clients_created']} new LiteLLM SDK clients",
             )
     b = results.get("b", {})
     if "panel_1" in b:
@@ -1233,12 +1303,22 @@ def run_benchmarks(
 ) -> tuple[dict[str, Any], str]:
     """Run the sections, write the JSON to ``out`` (if given), return (results, markdown table)."""
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-    saved_map = list(litellm.custom_provider_map)
-    litellm_fusion.register()
+    up = start_upstream(s.server)
+    proxy: ProxyProcess | None = None
     try:
-        results = asyncio.run(run_async(s, sections, log))
+        if "e" in sections:
+            proxy = ProxyProcess(up.base_url, s)
+        import_litellm()
+        saved_map = list(litellm.custom_provider_map)
+        litellm_fusion.register()
+        try:
+            results = asyncio.run(run_async(s, sections, log, up, proxy))
+        finally:
+            litellm.custom_provider_map = saved_map
     finally:
-        litellm.custom_provider_map = saved_map
+        if proxy is not None:
+            proxy.stop()
+        up.close()
     table = render_table(results)
     results["table_markdown"] = table
     if out is not None:

@@ -107,21 +107,40 @@ EXPECTED: dict[str, str] = {
 
 ANALYSIS = '{"consensus": ["Paris"], "contradictions": [], "partial_coverage": [], "unique_insights": [], "blind_spots": []}'
 
-# Upstream model name -> Script fields. The driver calls them as ``openai/<name>``.
-SCRIPTS: dict[str, dict[str, Any]] = {
-    "soak-a": {"text": "Member A: Paris is the capital of France.", "latency": 0.005},
-    "soak-b": {"text": "Member B: the capital of France is Paris, on the Seine.", "latency": 0.010},
-    "soak-c": {"text": "Member C: Paris.", "latency": 0.020},
-    "soak-judge": {"text": ANALYSIS, "latency": 0.010},
-    "soak-synth": {"text": "Paris is the capital of France, on the Seine.", "latency": 0.005, "chunk_chars": 8, "chunk_delay": 0.001},
-    "soak-synth-long": {"text": "Paris. " * 60, "latency": 0.005, "chunk_chars": 4, "chunk_delay": 0.005},
-    "soak-err": {"status": 500, "latency": 0.005, "error_message": "scripted member failure"},
-    "soak-judge-err": {"status": 500, "latency": 0.010, "error_message": "scripted judge failure"},
-    "soak-hang": {"hang": True},
-    "soak-slow-a": {"text": "Slow A: Paris.", "latency": 0.25},
-    "soak-slow-b": {"text": "Slow B: Paris.", "latency": 0.25},
-    "soak-slow-c": {"text": "Slow C: Paris.", "latency": 0.25},
+# Role -> the upstream model name. Real ids from LiteLLM's bundled price map: every nested call is priced
+# like a real one, and LiteLLM's model-info look-ups take their fast path (an unknown name costs a fuzzy
+# search through the whole map on every call, several ms of CPU). The server sees the name without "openai/".
+MODELS: dict[str, str] = {
+    "a": "gpt-4o-mini",
+    "b": "gpt-4.1-mini",
+    "c": "gpt-4.1-nano",
+    "judge": "gpt-4o",
+    "synth": "gpt-4.1",
+    "synth_long": "gpt-4.1-2025-04-14",
+    "err": "gpt-4o-mini-2024-07-18",
+    "judge_err": "gpt-4o-2024-08-06",
+    "hang": "gpt-4.1-mini-2025-04-14",
+    "slow_a": "gpt-3.5-turbo",
+    "slow_b": "gpt-3.5-turbo-0125",
+    "slow_c": "gpt-4-turbo",
 }
+
+# Role -> Script fields.
+ROLE_SCRIPTS: dict[str, dict[str, Any]] = {
+    "a": {"text": "Member A: Paris is the capital of France.", "latency": 0.005},
+    "b": {"text": "Member B: the capital of France is Paris, on the Seine.", "latency": 0.010},
+    "c": {"text": "Member C: Paris.", "latency": 0.020},
+    "judge": {"text": ANALYSIS, "latency": 0.010},
+    "synth": {"text": "Paris is the capital of France, on the Seine.", "latency": 0.005, "chunk_chars": 8, "chunk_delay": 0.001},
+    "synth_long": {"text": "Paris. " * 60, "latency": 0.005, "chunk_chars": 4, "chunk_delay": 0.005},
+    "err": {"status": 500, "latency": 0.005, "error_message": "scripted member failure"},
+    "judge_err": {"status": 500, "latency": 0.010, "error_message": "scripted judge failure"},
+    "hang": {"hang": True},
+    "slow_a": {"text": "Slow A: Paris.", "latency": 0.25},
+    "slow_b": {"text": "Slow B: Paris.", "latency": 0.25},
+    "slow_c": {"text": "Slow C: Paris.", "latency": 0.25},
+}
+SCRIPTS: dict[str, dict[str, Any]] = {MODELS[role]: script for role, script in ROLE_SCRIPTS.items()}
 
 LEAK_PATTERN = re.compile(r"unclosed|task was destroyed|never awaited|resourcewarning|exception ignored", re.IGNORECASE)
 
@@ -300,14 +319,14 @@ class ThreadUpstream:
 # ----- what each kind of request sends ------------------------------------------------------------------
 
 
-def _member(base_url: str, name: str) -> dict[str, Any]:
-    return {"model": f"openai/{name}", "api_base": base_url, "api_key": UPSTREAM_KEY}
+def _member(base_url: str, role: str) -> dict[str, Any]:
+    return {"model": f"openai/{MODELS[role]}", "api_base": base_url, "api_key": UPSTREAM_KEY}
 
 
 def build_specs(base_url: str) -> dict[str, dict[str, Any]]:
     """The pre-built fusion spec of each kind (malformed uses the normal one)."""
 
-    def spec(panel: list[str], judge: str = "soak-judge", synth: str = "soak-synth", **extra: Any) -> dict[str, Any]:
+    def spec(panel: list[str], judge: str = "judge", synth: str = "synth", **extra: Any) -> dict[str, Any]:
         return {
             "panel": [_member(base_url, m) for m in panel],
             "judge": _member(base_url, judge),
@@ -317,16 +336,16 @@ def build_specs(base_url: str) -> dict[str, dict[str, Any]]:
             **extra,
         }
 
-    normal = spec(["soak-a", "soak-b", "soak-c"])
+    normal = spec(["a", "b", "c"])
     return {
         "normal": normal,
         "stream": normal,
-        "stream_abandon": spec(["soak-a", "soak-b", "soak-c"], synth="soak-synth-long"),
-        "member_500": spec(["soak-a", "soak-b", "soak-err"]),
-        "member_500_strict": spec(["soak-a", "soak-b", "soak-err"], min_quorum=3),
-        "member_hang": spec(["soak-a", "soak-b", "soak-hang"], straggler_grace=0.05, panel_timeout=1.0),
-        "judge_500": spec(["soak-a", "soak-b", "soak-c"], judge="soak-judge-err"),
-        "cancel": spec(["soak-slow-a", "soak-slow-b", "soak-slow-c"]),
+        "stream_abandon": spec(["a", "b", "c"], synth="synth_long"),
+        "member_500": spec(["a", "b", "err"]),
+        "member_500_strict": spec(["a", "b", "err"], min_quorum=3),
+        "member_hang": spec(["a", "b", "hang"], straggler_grace=0.05, panel_timeout=1.0),
+        "judge_500": spec(["a", "b", "c"], judge="judge_err"),
+        "cancel": spec(["slow_a", "slow_b", "slow_c"]),
         "malformed": normal,
     }
 

@@ -112,6 +112,12 @@ class Proxy:
             raise RuntimeError(message)
         raise AssertionError("unreachable")
 
+    def terminate(self) -> None:
+        """Send SIGTERM to the proxy's process group without waiting (then :meth:`stop` to reap it)."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+
     def stop(self) -> None:
         """Terminate the proxy and every worker it forked, then reap it. Idempotent."""
         if self.process is not None:
@@ -358,7 +364,7 @@ def _count_handler_calls():
 
     def row(kwargs, stream):
         with _LOCK, open(os.environ["SPEND_PROBE_FILE"], "a", encoding="utf-8") as out:
-            out.write(json.dumps({"kind": "handler", "pid": os.getpid(), "model": kwargs.get("model"), "stream": stream}) + "\n")
+            out.write(json.dumps({"kind": "handler", "pid": os.getpid(), "model": kwargs.get("model"), "stream": stream}) + "\\n")
 
     async def counted_acompletion(*args, **kwargs):
         row(kwargs, False)

@@ -39,6 +39,7 @@ def test_benchmarks_quick_smoke(tmp_path: Path) -> None:
         a_rounds_c1=2,
         a_rounds_c8=1,
         b_pairs=2,
+        b_member_latency=1.0,  # x0.3 = 300 ms per member: well above LiteLLM's per-call CPU even on a busy machine
         c_n=4,
         c_concurrency=4,
         d_pairs=2,

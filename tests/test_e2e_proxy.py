@@ -22,10 +22,9 @@ import litellm  # noqa: E402
 import openai  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
+from e2e_support import SPEND_PROBE_SOURCE, Proxy, launch_proxy, read_jsonl, responder  # noqa: E402
 
 from litellm_fusion.testing import Script, ScriptedServer  # noqa: E402
-
-from e2e_support import SPEND_PROBE_SOURCE, Proxy, launch_proxy, read_jsonl, responder  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +44,7 @@ PANEL_TEXT = {"gpt-4o-mini": "m1 says: Paris.", "gpt-4.1-mini": "m2 says: Paris,
 SYNTH_TEXT = "Paris is the capital of France; it sits on the Seine. Lyon is not the capital, whatever anyone says."
 SECRET = "sk-client-secret-" + "7f3a9c"
 
-# config.example.yaml's solo models, rewritten to the scripted server under these upstream ids.
+# What the writers of config.example.yaml's two fusion models answer (its solo models run on the scripted server).
 EXAMPLE_SYNTH = {"budget": "Budget fusion answer.", "frontier": "Frontier fusion answer."}
 
 
@@ -143,9 +142,7 @@ PROXY_FIXTURES = ("proxy", "example_proxy", "workers_proxy")
 
 
 @pytest.fixture(scope="module")
-def proxies(
-    request: pytest.FixtureRequest, upstream: ScriptedServer, probe_file: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Any:
+def proxies(request: pytest.FixtureRequest, upstream: ScriptedServer, probe_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """Launch, all at once, every proxy a selected test of this module needs; stop them all at the end.
 
     Startup is the slow part (imports), so overlapping the three startups saves most of a minute.
@@ -176,6 +173,8 @@ def proxies(
             )
         yield launched
     finally:
+        for running in launched.values():
+            running.terminate()  # all at once: each takes seconds to shut down
         for running in launched.values():
             running.stop()
 
@@ -211,8 +210,21 @@ def fresh_upstream(upstream: ScriptedServer, attacker: ScriptedServer, probe_fil
 
 
 @pytest.fixture
-def client(proxy: Proxy) -> openai.OpenAI:
-    return proxy.client()
+def client(proxy: Proxy) -> Any:
+    with proxy.client() as sdk:
+        yield sdk
+
+
+@pytest.fixture
+def example_client(example_proxy: Proxy) -> Any:
+    with example_proxy.client() as sdk:
+        yield sdk
+
+
+@pytest.fixture
+def workers_client(workers_proxy: Proxy) -> Any:
+    with workers_proxy.client() as sdk:
+        yield sdk
 
 
 # ----- helpers -----------------------------------------------------------------------------------------
@@ -332,7 +344,9 @@ def test_non_stream_answer_trace_and_cost_header(client: openai.OpenAI, upstream
     # Each call's cost in the trace is that call's own price.
     for member in trace["panel"]:
         upstream_id = {"m1": "gpt-4o-mini", "m2": "gpt-4.1-mini"}[member["model"]]
-        assert member["cost"] == pytest.approx(sum(litellm.cost_per_token(model=upstream_id, prompt_tokens=TOKENS[upstream_id][0], completion_tokens=TOKENS[upstream_id][1])), rel=1e-9)
+        prompt_tokens, completion_tokens = TOKENS[upstream_id]
+        own = litellm.cost_per_token(model=upstream_id, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        assert member["cost"] == pytest.approx(sum(own), rel=1e-9)
 
 
 def test_stream_text_trace_and_usage_cost(client: openai.OpenAI, upstream: ScriptedServer):
@@ -370,7 +384,8 @@ def test_logged_spend_is_the_sum_and_nested_calls_are_not_charged_again(
     expected = expected_cost(upstream)
 
     def complete(rows: list[dict[str, Any]]) -> bool:
-        return any(r["provider"] == "fusion" for r in rows) and sum(r["provider"] != "fusion" for r in rows) >= 4
+        events = [r for r in rows if r["kind"] != "handler"]
+        return any(r["provider"] == "fusion" for r in events) and sum(r["provider"] != "fusion" for r in events) >= 4
 
     rows = wait_for_probe(probe_file, complete)
     assert [(r["model"], r["stream"]) for r in rows if r["kind"] == "handler"] == [("fz", stream)]
@@ -614,9 +629,7 @@ def test_client_timeout_above_the_deployments_is_refused(client: openai.OpenAI, 
     assert upstream.stats()["total"] == 0
 
 
-def test_config_error_is_400_before_any_upstream_call_and_not_retried(
-    proxy: Proxy, upstream: ScriptedServer, probe_file: Path
-):
+def test_config_error_is_400_before_any_upstream_call_and_not_retried(proxy: Proxy, upstream: ScriptedServer, probe_file: Path):
     with proxy.http() as http:
         reply = http.post("/v1/chat/completions", json={"model": "fz", "messages": MESSAGES, "fusion": {"panle": ["m1"]}})
     assert reply.status_code == 400, reply.text
@@ -635,9 +648,8 @@ def test_config_error_is_400_before_any_upstream_call_and_not_retried(
 # ----- 8. config.example.yaml ---------------------------------------------------------------------------------------
 
 
-def test_example_config_budget(example_proxy: Proxy, upstream: ScriptedServer):
-    client = example_proxy.client()
-    response = client.chat.completions.create(model="fusion-budget", messages=MESSAGES)
+def test_example_config_budget(example_client: openai.OpenAI, upstream: ScriptedServer):
+    response = example_client.chat.completions.create(model="fusion-budget", messages=MESSAGES)
     assert response.choices[0].message.content == EXAMPLE_SYNTH["budget"]
     trace = trace_of(response)
     assert trace is not None
@@ -651,10 +663,11 @@ def test_example_config_budget(example_proxy: Proxy, upstream: ScriptedServer):
     assert {r.headers.get("authorization") for r in upstream.requests} == {"Bearer sk-up-example"}
 
 
-def test_example_config_budget_allowed_override(example_proxy: Proxy, upstream: ScriptedServer):
+def test_example_config_budget_allowed_override(example_client: openai.OpenAI, upstream: ScriptedServer):
     # gpt-5.5 is not in the preset's panel but is on the deployment's clients.allowed_models.
-    client = example_proxy.client()
-    response = client.chat.completions.create(model="fusion-budget", messages=MESSAGES, extra_body={"fusion": {"panel": ["gpt-5.5"]}})
+    response = example_client.chat.completions.create(
+        model="fusion-budget", messages=MESSAGES, extra_body={"fusion": {"panel": ["gpt-5.5"]}}
+    )
     assert response.choices[0].message.content == EXAMPLE_SYNTH["budget"]
     assert [m["model"] for m in trace_of(response)["panel"]] == ["gpt-5.5"]
     ids = example_upstream_ids()
@@ -688,9 +701,8 @@ def test_example_config_refuses_forbidden_overrides_with_400(
     assert field in reply.json()["error"]["message"]
 
 
-def test_example_config_frontier_summary(example_proxy: Proxy, upstream: ScriptedServer):
-    client = example_proxy.client()
-    response = client.chat.completions.create(model="fusion-frontier", messages=MESSAGES)
+def test_example_config_frontier_summary(example_client: openai.OpenAI, upstream: ScriptedServer):
+    response = example_client.chat.completions.create(model="fusion-frontier", messages=MESSAGES)
     assert response.choices[0].message.content == EXAMPLE_SYNTH["frontier"]
     trace = trace_of(response)
     assert trace is not None
@@ -703,12 +715,24 @@ def test_example_config_frontier_summary(example_proxy: Proxy, upstream: Scripte
     assert upstream.stats()["by_model"] == {ids["gpt-5.5"]: 2, ids["claude-opus"]: 2, ids["gemini-pro"]: 1}
 
 
+def test_example_config_frontier_falls_back_solo_when_the_panel_fails(example_client: openai.OpenAI, upstream: ScriptedServer):
+    ids = example_upstream_ids()
+    for name in ("claude-opus", "gemini-pro"):
+        upstream.set_script(ids[name], Script(status=500, error_message=f"{name} is down (scripted)"))
+    raw = example_client.chat.completions.with_raw_response.create(model="fusion-frontier", messages=MESSAGES)
+    response = raw.parse()
+    # 1 of 3 answered, the majority quorum is 2: 503, retried once, then the configured solo fallback.
+    assert response.choices[0].message.content == "gpt-5.5 says: Paris."
+    assert trace_of(response) is None
+    assert raw.headers.get("x-litellm-model-group") == "gpt-5.5"
+    assert upstream.stats()["by_model"].get(ids["claude-opus"], 0) >= 1
+
+
 # ----- 9. --num_workers 2 ---------------------------------------------------------------------------------------------
 
 
-def test_two_workers_non_stream_and_stream(workers_proxy: Proxy, upstream: ScriptedServer):
-    client = workers_proxy.client()
-    raw = client.chat.completions.with_raw_response.create(model="fz", messages=MESSAGES)
+def test_two_workers_non_stream_and_stream(workers_client: openai.OpenAI, upstream: ScriptedServer):
+    raw = workers_client.chat.completions.with_raw_response.create(model="fz", messages=MESSAGES)
     response = raw.parse()
     assert response.choices[0].message.content == SYNTH_TEXT
     assert_standard_trace(trace_of(response), panel=["m1", "m2"])
@@ -717,7 +741,7 @@ def test_two_workers_non_stream_and_stream(workers_proxy: Proxy, upstream: Scrip
     assert float(raw.headers["x-litellm-response-cost"]) == pytest.approx(expected, rel=1e-9, abs=0)
 
     upstream.reset()
-    chunks = stream_chunks(client, model="fz")
+    chunks = stream_chunks(workers_client, model="fz")
     assert streamed_text(chunks) == SYNTH_TEXT
     traces = [chunk_trace(c) for c in chunks if chunk_trace(c) is not None]
     assert len(traces) == 1

@@ -51,7 +51,8 @@ ARTICLE_HTML = f"""<!doctype html><html><head><meta charset="utf-8"><title>{TITL
 <aside class="sidebar"><p>{BOILERPLATE["sidebar"]}</p></aside>
 <footer><p>{BOILERPLATE["footer"]}</p></footer></body></html>"""
 
-LATIN_TEXT = "Café crème, naïve façade – 5 € «très» bien"
+LATIN_TEXT = "Café crème, naïve façade – 5 € «très» bien"  # "–" and "€" exist in windows-1252, not ISO-8859-1
+CYRILLIC_TEXT = "Наводнение проверило новые барьеры"
 
 
 class Site(ThreadingHTTPServer):
@@ -142,9 +143,12 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/latin1":
             body = f"<html><head><title>Accents</title></head><body><p>{LATIN_TEXT}</p></body></html>".encode("cp1252")
             self._send(200, body, "text/html; charset=iso-8859-1")
+        elif path == "/cp1251":
+            body = f"<html><head><title>Accents</title></head><body><p>{CYRILLIC_TEXT}</p></body></html>".encode("cp1251")
+            self._send(200, body, "text/html; charset=windows-1251")
         elif path == "/meta-charset":
-            body = f'<html><head><meta charset="windows-1252"><title>Accents</title></head><body><p>{LATIN_TEXT}</p></body></html>'
-            self._send(200, body.encode("cp1252"), "text/html")
+            body = f'<html><head><meta http-equiv="Content-Type" content="text/html; charset=koi8-r"><title>Accents</title></head><body><p>{CYRILLIC_TEXT}</p></body></html>'
+            self._send(200, body.encode("koi8-r"), "text/html")
         elif path == "/long":
             self._send(200, ("word " * 10_000).encode(), "text/plain; charset=utf-8")
         elif path == "/set-cookie":
@@ -222,6 +226,22 @@ def test_stdlib_extractor_markdown_shape() -> None:
     # Without <main>/<article> everything not marked as boilerplate is kept.
     _, plain = extract.stdlib_html_to_text("<body><div class='x'><p>one</p><ul><li>a<li>b</ul></div><nav>menu</nav></body>")
     assert plain == "one\n\n- a\n- b"
+
+
+def test_stdlib_extractor_keeps_only_main_content_when_present() -> None:
+    body = "".join(f"<p>{s}</p>" for s in ARTICLE_SENTENCES)
+    html = (
+        "<body><div><p>Unmarked promo outside the article</p></div>"
+        f"<main><h1>Title</h1>{body}<script>inline_script_in_main()</script><style>.a{{}}</style>"
+        "<div hidden>hidden text</div><div style='display: none'>invisible text</div></main></body>"
+    )
+    _, text = extract.stdlib_html_to_text(html)
+    assert ARTICLE_SENTENCES[0] in text and "# Title" in text
+    for gone in ("Unmarked promo", "inline_script_in_main", ".a{", "hidden text", "invisible text"):
+        assert gone not in text
+    # A stray tiny <main> is not taken for the content.
+    _, text = extract.stdlib_html_to_text(f"<body><main>menu</main><div>{body}</div></body>")
+    assert ARTICLE_SENTENCES[0] in text and "menu" in text
 
 
 async def test_extractor_runs_off_the_event_loop(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -337,11 +357,11 @@ async def test_robots_fetch_failures(site: Site, status: int, error: str | None)
 # -- text --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/latin1", "/meta-charset"])
-async def test_non_utf8_pages_decode(fetcher: Fetcher, site: Site, path: str) -> None:
+@pytest.mark.parametrize(("path", "text"), [("/latin1", LATIN_TEXT), ("/cp1251", CYRILLIC_TEXT), ("/meta-charset", CYRILLIC_TEXT)])
+async def test_non_utf8_pages_decode(fetcher: Fetcher, site: Site, path: str, text: str) -> None:
     result = await fetcher.fetch(site.url(path))
     assert result.error is None
-    assert LATIN_TEXT in result.content and result.title == "Accents"
+    assert text in result.content and result.title == "Accents"
 
 
 def test_decode_body_fallbacks() -> None:

@@ -215,3 +215,35 @@ def test_a_blocked_fetch_is_a_tool_error_not_a_failure(models, site, handler):
     assert call["status"] == "error" and "blocked" in call["error"]
     tool_turn = next(m for m in models.requests_for("gpt-4o-mini")[1].body["messages"] if m["role"] == "tool")
     assert "blocked" in json.loads(tool_turn["content"])["error"]
+
+
+@pytest.mark.parametrize(
+    ("member_spec", "mode", "expected"),
+    [
+        ({"model": "anthropic/claude-haiku-4-5"}, "auto", "native"),
+        ({"model": "gemini/gemini-3.5-flash"}, "auto", "native"),
+        ({"model": "openai/gpt-5.4"}, "auto", "native"),
+        # OpenAI's hosted tools do not exist behind a custom api_base (vLLM, llama.cpp, a test server).
+        ({"model": "openai/gpt-5.4", "api_base": "http://127.0.0.1:9/v1"}, "auto", "client"),
+        ({"model": "openai/my-local-model", "api_base": "http://127.0.0.1:9/v1"}, "auto", "presearch"),
+        ({"model": "openai/my-local-model", "api_base": "http://127.0.0.1:9/v1"}, "client", "client"),
+        ({"model": "anthropic/claude-haiku-4-5", "web": "off"}, "auto", "off"),
+        ({"model": "anthropic/claude-haiku-4-5"}, "off", "off"),
+    ],
+)
+def test_auto_picks_native_client_or_presearch_per_member(member_spec, mode, expected):
+    from litellm_fusion.config import FusionSpec
+    from litellm_fusion.web.member import member_web_mode
+
+    fusion = FusionSpec.model_validate({"panel": [member_spec], "judge": "openai/gpt-4o", "web": {"mode": mode}})
+    assert member_web_mode(fusion.panel[0], fusion, {}) == expected
+
+
+def test_forcing_native_on_a_provider_without_it_is_a_400():
+    from litellm_fusion.config import FusionSpec
+    from litellm_fusion.errors import FusionConfigError
+    from litellm_fusion.web.member import member_web_mode
+
+    fusion = FusionSpec.model_validate({"panel": [{"model": "mistral/mistral-large-latest", "web": "native"}], "judge": "openai/gpt-4o"})
+    with pytest.raises(FusionConfigError, match="no native web tools"):
+        member_web_mode(fusion.panel[0], fusion, {})

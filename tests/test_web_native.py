@@ -18,6 +18,7 @@ import copy  # noqa: E402
 import json  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
 from typing import Any  # noqa: E402
@@ -35,7 +36,11 @@ REDIRECT_B = "https://vertexaisearch.cloud.google.com/grounding-api-redirect/BBB
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 FETCH_FUNCTION = {
     "type": "function",
-    "function": {"name": "web_fetch", "description": "Fetch a page", "parameters": {"type": "object", "properties": {"url": {"type": "string"}}}},
+    "function": {
+        "name": "web_fetch",
+        "description": "Fetch a page",
+        "parameters": {"type": "object", "properties": {"url": {"type": "string"}}},
+    },
 }
 
 ANTHROPIC_RESPONSE: dict[str, Any] = {
@@ -63,14 +68,24 @@ ANTHROPIC_RESPONSE: dict[str, Any] = {
                 "type": "web_fetch_result",
                 "url": FETCHED,
                 "retrieved_at": "2025-09-10T00:00:00Z",
-                "content": {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "Paris."}, "title": "Paris facts"},
+                "content": {
+                    "type": "document",
+                    "source": {"type": "text", "media_type": "text/plain", "data": "Paris."},
+                    "title": "Paris facts",
+                },
             },
         },
         {
             "type": "text",
             "text": "Paris is the capital of France.",
             "citations": [
-                {"type": "web_search_result_location", "url": WIKI, "title": "Paris - Wikipedia", "encrypted_index": "i", "cited_text": "Paris is the capital"}
+                {
+                    "type": "web_search_result_location",
+                    "url": WIKI,
+                    "title": "Paris - Wikipedia",
+                    "encrypted_index": "i",
+                    "cited_text": "Paris is the capital",
+                }
             ],
         },
     ],
@@ -85,7 +100,10 @@ GEMINI_RESPONSE: dict[str, Any] = {
             "content": {"role": "model", "parts": [{"text": "Paris is the capital of France."}]},
             "groundingMetadata": {
                 "webSearchQueries": ["capital of France", "Paris capital"],
-                "groundingChunks": [{"web": {"uri": REDIRECT_A, "title": "wikipedia.org"}}, {"web": {"uri": REDIRECT_B, "title": "britannica.com"}}],
+                "groundingChunks": [
+                    {"web": {"uri": REDIRECT_A, "title": "wikipedia.org"}},
+                    {"web": {"uri": REDIRECT_B, "title": "britannica.com"}},
+                ],
                 "groundingSupports": [
                     {"segment": {"startIndex": 0, "endIndex": 31, "text": "Paris is the capital of France."}, "groundingChunkIndices": [0]}
                 ],
@@ -103,7 +121,9 @@ GEMINI_RESPONSE: dict[str, Any] = {
 }
 
 
-def chat_response(model: str, content: str, *, annotations: list[Any] | None = None, usage: dict[str, Any] | None = None, **top: Any) -> dict[str, Any]:
+def chat_response(
+    model: str, content: str, *, annotations: list[Any] | None = None, usage: dict[str, Any] | None = None, **top: Any
+) -> dict[str, Any]:
     """A minimal OpenAI chat completion body."""
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if annotations is not None:
@@ -170,12 +190,17 @@ def responses_response(model: str, *, usage_extra: dict[str, Any] | None = None)
 # Chat completions answers, keyed by the model name the upstream sees.
 CHAT_RESPONSES: dict[str, dict[str, Any]] = {
     "gpt-4o-search-preview": chat_response(
-        "gpt-4o-search-preview", "Paris.", annotations=[nested_citation(WIKI, "Paris - Wikipedia"), nested_citation(BRIT, "Paris | Britannica")]
+        "gpt-4o-search-preview",
+        "Paris.",
+        annotations=[nested_citation(WIKI, "Paris - Wikipedia"), nested_citation(BRIT, "Paris | Britannica")],
     ),
     "openai/gpt-4o": chat_response(  # OpenRouter: nested citations plus their page content, server tool usage
         "openai/gpt-4o",
         "Paris.",
-        annotations=[nested_citation(BRIT, "Paris | Britannica", content="Paris, city and capital of France"), nested_citation(WIKI, "Paris - Wikipedia")],
+        annotations=[
+            nested_citation(BRIT, "Paris | Britannica", content="Paris, city and capital of France"),
+            nested_citation(WIKI, "Paris - Wikipedia"),
+        ],
         usage={"server_tool_use": {"web_search_requests": 2}},
     ),
     "sonar": chat_response(
@@ -188,7 +213,9 @@ CHAT_RESPONSES: dict[str, dict[str, Any]] = {
 }
 RESPONSES_RESPONSES: dict[str, dict[str, Any]] = {
     "gpt-5.4": responses_response("gpt-5.4"),
-    "grok-4": responses_response("grok-4", usage_extra={"server_side_tool_usage_details": {"web_search_calls": 3}, "num_server_side_tools_used": 3}),
+    "grok-4": responses_response(
+        "grok-4", usage_extra={"server_side_tool_usage_details": {"web_search_calls": 3}, "num_server_side_tools_used": 3}
+    ),
 }
 
 
@@ -226,8 +253,9 @@ class CaptureServer:
         return 404, {"error": {"message": f"capture server: nothing for {path} model={model}", "type": "not_found"}}
 
 
-@pytest.fixture(scope="module")
-def capture() -> Iterator[CaptureServer]:
+@contextmanager
+def running_capture_server() -> Iterator[CaptureServer]:
+    """A :class:`CaptureServer` on 127.0.0.1 for the duration of the block."""
     server = CaptureServer()
 
     class Handler(BaseHTTPRequestHandler):
@@ -261,16 +289,26 @@ def capture() -> Iterator[CaptureServer]:
         httpd.server_close()
 
 
+@pytest.fixture(scope="module")
+def capture() -> Iterator[CaptureServer]:
+    with running_capture_server() as server:
+        yield server
+
+
 @pytest.fixture
 def vertex_auth(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_vertex_auth(monkeypatch)
+
+
+def fake_vertex_auth(monkeypatch: pytest.MonkeyPatch) -> None:
     """Vertex needs a Google token; google-auth is not installed, so hand LiteLLM a fake one."""
     from litellm.llms.vertex_ai.vertex_llm_base import VertexBase
 
-    async def token_async(self: Any, credentials: Any, project_id: Any) -> tuple[str, str]:
+    async def token_async(self: Any, *args: Any, **kwargs: Any) -> tuple[str, str]:
         return "fake-token", "proj"
 
     monkeypatch.setattr(VertexBase, "get_access_token_async", token_async)
-    monkeypatch.setattr(VertexBase, "get_access_token", lambda self, credentials, project_id: ("fake-token", "proj"))
+    monkeypatch.setattr(VertexBase, "get_access_token", lambda self, *args, **kwargs: ("fake-token", "proj"))
 
 
 async def call_plan(capture: CaptureServer, model: str, *, tools_extra: list[Any] | None = None, **kwargs: Any) -> Any:
@@ -523,16 +561,16 @@ def test_context_window_and_policy_errors_are_not_refusals() -> None:
     assert not is_native_refusal(policy)
     assert not is_native_refusal(ValueError("tool"))
     assert is_native_refusal(litellm.BadRequestError(message="tools.0: unknown type", model="m", llm_provider="anthropic"))
-    unprocessable = litellm.UnprocessableEntityError(message="url_context unsupported", model="m", llm_provider="x", response=_response(422))
-    assert is_native_refusal(unprocessable)
-    assert not is_native_refusal(litellm.UnprocessableEntityError(message="bad temperature", model="m", llm_provider="x", response=_response(422)))
+    assert is_native_refusal(_unprocessable("url_context unsupported"))
+    assert not is_native_refusal(_unprocessable("bad temperature"))
     assert not is_native_refusal(litellm.RateLimitError(message="web search rate limited", model="m", llm_provider="x"))
 
 
-def _response(status: int) -> Any:
+def _unprocessable(message: str) -> BaseException:
     import httpx
 
-    return httpx.Response(status, request=httpx.Request("POST", "http://127.0.0.1/"))
+    response = httpx.Response(422, request=httpx.Request("POST", "http://127.0.0.1/"))
+    return litellm.UnprocessableEntityError(message=message, model="m", llm_provider="x", response=response)
 
 
 def test_is_server_tool_call_by_id() -> None:

@@ -82,7 +82,7 @@ def decode_body(body: bytes, charset: str | None, *, html: bool) -> str:
         charset = m.group(1).decode("ascii")
     if charset:
         label = charset.strip().lower()
-        label = "cp1252" if label in _AS_CP1252 else label
+
         try:
             return body.decode(codecs.lookup(label).name, errors="replace")
         except LookupError:
@@ -182,7 +182,7 @@ class Fetcher:
         current = url
         for _ in range(self.limits.max_redirects + 1):
             hop.url, hop.status, hop.content_type = current, None, None
-            scheme, host, port = parse_target(url, self.limits.allowed_ports)
+            scheme, host, port = parse_target(current, self.limits.allowed_ports)
             target = httpx.URL(current)
             if target.host.endswith("."):
                 target = target.copy_with(host=host)

@@ -47,15 +47,24 @@ def _supports_functions(model: str) -> bool:
         return False
 
 
+def _plan(member: MemberSpec, spec: FusionSpec, aliases: dict[str, str]) -> Any:
+    from .native import native_plan
+
+    plan = native_plan(member.model, max_uses=spec.web.max_tool_calls, aliases=aliases)
+    # An OpenAI-compatible server at a custom api_base (vLLM, llama.cpp, a test server) has none of
+    # OpenAI's hosted tools, and LiteLLM only bridges to the Responses API for OpenAI's own endpoint.
+    if plan is not None and plan.provider == "openai" and member.api_base and "api.openai.com" not in member.api_base:
+        return None
+    return plan
+
+
 def member_web_mode(member: MemberSpec, spec: FusionSpec, aliases: dict[str, str]) -> str:
     """``off``, ``native``, ``client`` or ``presearch`` for this member; a forced impossible mode is a 400."""
     mode = member.web or spec.web.mode
     if mode == "off":
         return "off"
-    from .native import native_plan
-
     model = aliases.get(member.model, member.model)
-    if mode in ("auto", "native") and native_plan(member.model, max_uses=spec.web.max_tool_calls, aliases=aliases) is not None:
+    if mode in ("auto", "native") and _plan(member, spec, aliases) is not None:
         return "native"
     if mode == "native":
         raise FusionConfigError(f"web mode 'native' for '{member.model}': its provider has no native web tools; use web: auto or client")
@@ -83,7 +92,7 @@ async def answer_with_web(
 ) -> WebAnswer:
     """Answer ``kwargs["messages"]`` with web access in ``mode`` (see :func:`member_web_mode`)."""
     from .citations import sources_from_response
-    from .native import is_native_refusal, native_plan
+    from .native import is_native_refusal
 
     toolbox = MemberToolbox(spec=spec.web, search=search, fetcher=fetcher, ledger=ledger, search_provider=spec.web.search.provider)
     for message in kwargs["messages"]:
@@ -98,7 +107,7 @@ async def answer_with_web(
 
     if mode == "native":
         # With aliases, a Router name stays the model (routable); providers needing a rewrite get no plan.
-        plan = native_plan(member.model, max_uses=spec.web.max_tool_calls, aliases=aliases)
+        plan = _plan(member, spec, aliases)
         assert plan is not None  # member_web_mode chose native only when a plan exists
         extra = dict(plan.extra)
         native_tools = extra.pop("tools", [])

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the provider table in the docstring is copied to the README as is)
 """The provider's own web tools for a panel member, chosen per provider (checked on LiteLLM 1.108.7).
 
 ``native_plan(model)`` says what to add to the nested ``litellm.acompletion`` call. It returns None when the
@@ -89,7 +90,7 @@ def native_plan(model: str, *, max_uses: int = 8, aliases: dict[str, str] | None
             extra = {"web_search_options": {"search_context_size": "medium"}}
             return NativePlan(**plan, extra=extra, has_fetch=False, mixes_with_function_tools=False)
         if bare != name or bare.startswith("gpt-5") or _supports_web_search(target):
-            if False:
+            if aliased and bare == name:
                 return None  # the rewrite would bypass the Router deployment behind the alias
             rewritten = model if bare != name else f"openai/responses/{base}"
             extra = {"tools": [{"type": "web_search"}], "max_tool_calls": max_uses}
