@@ -113,3 +113,11 @@ def test_missing_presets_file_is_a_clear_error(tmp_path):
 def test_member_api_key_is_not_in_repr():
     spec = FusionSpec.model_validate({"panel": [{"model": "openai/a", "api_key": "sk-secret-123"}], "judge": "openai/j"})
     assert "sk-secret-123" not in repr(spec)
+
+
+def test_builtin_presets_give_every_member_native_web_so_no_search_backend_is_needed():
+    from litellm_fusion.web.member import member_web_mode
+
+    for name, preset in BUILTIN_PRESETS.items():
+        spec = FusionSpec.model_validate(preset)
+        assert [member_web_mode(m, spec, {}) for m in spec.panel] == ["native"] * len(spec.panel), name

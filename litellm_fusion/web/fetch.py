@@ -82,7 +82,7 @@ def decode_body(body: bytes, charset: str | None, *, html: bool) -> str:
         charset = m.group(1).decode("ascii")
     if charset:
         label = charset.strip().lower()
-
+        label = "cp1252" if label in _AS_CP1252 else label
         try:
             return body.decode(codecs.lookup(label).name, errors="replace")
         except LookupError:
