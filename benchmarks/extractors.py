@@ -62,7 +62,12 @@ ARTICLE = [
     "A public meeting about the long-term flood plan will take place at the town hall next month.",
     "The final report on the flood is expected to be published before the end of the year.",
 ]
-TABLE = [("Station", "Peak level (m)", "Time"), ("Northern weir", "4.82", "06:40"), ("Millbrook bridge", "3.95", "08:15"), ("Harbour gauge", "2.31", "11:05")]
+TABLE = [
+    ("Station", "Peak level (m)", "Time"),
+    ("Northern weir", "4.82", "06:40"),
+    ("Millbrook bridge", "3.95", "08:15"),
+    ("Harbour gauge", "2.31", "11:05"),
+]
 BOILERPLATE = {
     "nav": "Home News Sport Weather Business Culture Contact us",
     "cookie": "We use cookies to improve your experience. Accept all cookies or manage your preferences.",
@@ -89,8 +94,14 @@ def _table() -> str:
 
 def _bulk() -> tuple[str, str, str]:
     """What makes a real news page ~60 KB: a mega-menu, inline scripts/styles, a comment thread."""
-    menu = "".join(f'<li><a href="/section/{i}">Section {i}</a><ul><li><a href="/section/{i}/a">Topic {i}a</a></li></ul></li>' for i in range(120))
-    script = "<script>window.__STATE__ = " + ",".join(f'{{"id":{i},"slot":"s{i}","sizes":[[300,250],[728,90]]}}' for i in range(250)) + ";</script>"
+    menu = "".join(
+        f'<li><a href="/section/{i}">Section {i}</a><ul><li><a href="/section/{i}/a">Topic {i}a</a></li></ul></li>' for i in range(120)
+    )
+    script = (
+        "<script>window.__STATE__ = "
+        + ",".join(f'{{"id":{i},"slot":"s{i}","sizes":[[300,250],[728,90]]}}' for i in range(250))
+        + ";</script>"
+    )
     script += "<style>" + "".join(f".c{i}{{margin:{i}px;padding:{i % 7}px}}" for i in range(400)) + "</style>"
     thread = "".join(f'<div class="comment"><p>reader{i}: the river was high on our street too, number {i}.</p></div>' for i in range(40))
     return menu, script, thread
@@ -99,9 +110,10 @@ def _bulk() -> tuple[str, str, str]:
 def semantic_page() -> Page:
     b = BOILERPLATE
     menu, script, thread = _bulk()
+    nav = "".join(f'<li><a href="/{w.lower()}">{w}</a></li>' for w in b["nav"].split(" "))
     html = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{TITLE} | Riverside Gazette</title>
 <meta property="og:title" content="{TITLE}"><style>body {{ font-family: serif }}</style><script>var tracking = "x";</script>{script}</head>
-<body><header class="site-header"><a href="/">Riverside Gazette</a><nav><ul>{"".join(f'<li><a href="/{w.lower()}">{w}</a></li>' for w in b["nav"].split(" "))}{menu}</ul></nav></header>
+<body><header class="site-header"><a href="/">Riverside Gazette</a><nav><ul>{nav}{menu}</ul></nav></header>
 <div class="cookie-banner" role="dialog"><p>{b["cookie"]}</p><button>Accept</button></div>
 <main><article><header><h1>{TITLE}</h1><p class="byline">By Ana Ruiz, 3 April 2025</p></header>
 {_paras(ARTICLE[:4])}
@@ -122,6 +134,7 @@ def semantic_page() -> Page:
 def divsoup_page() -> Page:
     b = BOILERPLATE
     _, script, thread = _bulk()
+    replies = thread.replace('class="comment"', 'class="post-reply"')
     nav = "".join(f'<span class="item"><a href="/{w.lower()}">{w}</a></span> ' for w in b["nav"].split(" "))
     html = f"""<html><head><title>{TITLE} - Riverside Gazette</title>{script}</head><body>
 <div id="top"><div class="masthead-links">{nav}</div></div>
@@ -129,7 +142,7 @@ def divsoup_page() -> Page:
 <div id="wrapper"><div class="col-main"><div class="post"><div class="post-title"><h1>{TITLE}</h1></div>
 <div class="post-body">{_paras(ARTICLE[:3])}<div class="dfp-unit"><p>{b["ad"]}</p></div>{_paras(ARTICLE[3:])}
 <div class="post-tools"><p>{b["share"]}</p></div></div></div>
-<div id="disqus_thread"><div class="post-reply"><p>{b["comments"]}</p></div>{thread.replace('class="comment"', 'class="post-reply"')}</div></div>
+<div id="disqus_thread"><div class="post-reply"><p>{b["comments"]}</p></div>{replies}</div></div>
 <div class="col-right"><div class="box"><p>{b["sidebar"]}</p></div><div class="box"><p>{b["related"]}</p></div>
 <div class="box"><p>{b["newsletter"]}</p></div></div></div>
 <div id="bottom"><p>{b["footer"]}</p></div></body></html>"""
@@ -151,7 +164,9 @@ def unmarked_page() -> Page:
 
 
 def table_page() -> Page:
-    rows = [("Year", "Floods", "Damage (EUR m)", "Warnings sent")] + [(str(2000 + i), str(i % 5 + 1), f"{(i * 7.3) % 90:.1f}", str(1000 + i * 37)) for i in range(25)]
+    rows = [("Year", "Floods", "Damage (EUR m)", "Warnings sent")] + [
+        (str(2000 + i), str(i % 5 + 1), f"{(i * 7.3) % 90:.1f}", str(1000 + i * 37)) for i in range(25)
+    ]
     head = "".join(f"<th>{c}</th>" for c in rows[0])
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows[1:])
     b = BOILERPLATE
@@ -166,7 +181,10 @@ def table_page() -> Page:
 
 def big_page(target: int = 1_500_000) -> Page:
     p = semantic_page()
-    comment = '<div class="comment"><p class="meta">reader{i} wrote:</p><p>I have lived by the river for {i} years and the water has never been this high, thanks for the coverage.</p></div>\n'
+    comment = (
+        '<div class="comment"><p class="meta">reader{i} wrote:</p><p>I have lived by the river for {i} years '
+        "and the water has never been this high, thanks for the coverage.</p></div>\n"
+    )
     comments = []
     size, i = len(p.html), 0
     while size < target:
@@ -316,7 +334,10 @@ def main() -> None:
     small_kb = statistics.mean(len(p.html) for p in pages) / 1000
     print(f"pages: {', '.join(p.name for p in pages)}, {big.name} ({len(big.html) / 1e6:.2f} MB); small pages average {small_kb:.1f} KB")
     print(f"python {sys.version.split()[0]}, {args.reps} timed runs per small page\n")
-    print("| extractor | boilerplate removed | article sentences kept | table cells kept | title | ms/page (small, median) | ms (1.5 MB page) | install footprint |")
+    print(
+        "| extractor | boilerplate removed | article sentences kept | table cells kept | title "
+        "| ms/page (small, median) | ms (1.5 MB page) | install footprint |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     notes = []
     for name, fn, modules, dists in CANDIDATES:

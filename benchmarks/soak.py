@@ -331,8 +331,9 @@ def build_specs(base_url: str) -> dict[str, dict[str, Any]]:
             "panel": [_member(base_url, m) for m in panel],
             "judge": _member(base_url, judge),
             "synthesizer": _member(base_url, synth),
-            "timeout": 10.0,
-            "panel_timeout": 5.0,
+            # Generous: the driver is CPU-bound, so under 16-way concurrency a request waits its turn for seconds.
+            "timeout": 120.0,
+            "panel_timeout": 60.0,
             **extra,
         }
 
@@ -343,7 +344,7 @@ def build_specs(base_url: str) -> dict[str, dict[str, Any]]:
         "stream_abandon": spec(["a", "b", "c"], synth="synth_long"),
         "member_500": spec(["a", "b", "err"]),
         "member_500_strict": spec(["a", "b", "err"], min_quorum=3),
-        "member_hang": spec(["a", "b", "hang"], straggler_grace=0.05, panel_timeout=1.0),
+        "member_hang": spec(["a", "b", "hang"], straggler_grace=0.05),
         "judge_500": spec(["a", "b", "c"], judge="judge_err"),
         "cancel": spec(["slow_a", "slow_b", "slow_c"]),
         "malformed": normal,
@@ -475,7 +476,8 @@ def capture_symptoms(symptoms: Symptoms) -> Iterator[None]:
             symptoms.other_warnings.append(text[:300])
 
     def unraisable(info: Any) -> None:
-        symptoms.unraisable.append(f"{info.err_msg or 'Exception ignored in'}: {info.object!r}: {info.exc_type.__name__}: {info.exc_value}"[:500])
+        text = f"{info.err_msg or 'Exception ignored in'}: {info.object!r}: {info.exc_type.__name__}: {info.exc_value}"
+        symptoms.unraisable.append(text[:500])
 
     with warnings.catch_warnings():
         warnings.simplefilter("always", ResourceWarning)
@@ -498,7 +500,8 @@ def _loop_exception_handler(symptoms: Symptoms):
     def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         message = str(context.get("message", ""))
         exc = context.get("exception")
-        symptoms.loop.append(f"{message} {type(exc).__name__ + ': ' + str(exc) if exc else ''} {context.get('task') or context.get('client_session') or ''}"[:500])
+        where = context.get("task") or context.get("future") or context.get("client_session") or ""
+        symptoms.loop.append(f"{message} {type(exc).__name__ + ': ' + str(exc) if exc else ''} {where}"[:500])
 
     return handle
 
@@ -597,6 +600,23 @@ def _client_cache_size() -> int | None:
     return len(getattr(cache, "cache_dict", {})) if cache is not None else None
 
 
+def _rss_bytes() -> int:
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _counters() -> dict[str, Any]:
+    """The cheap process-wide counters read after every batch (after ``gc.collect()``)."""
+    return {
+        "tasks": len(asyncio.all_tasks()),
+        "fds": open_fds(),
+        "gc_objects": len(gc.get_objects()),
+        "blocks": sys.getallocatedblocks(),
+        "rss": _rss_bytes(),
+        "client_cache": _client_cache_size(),
+    }
+
+
 # ----- the run ------------------------------------------------------------------------------------------
 
 
@@ -606,15 +626,45 @@ class SoakConfig:
     concurrency: int = 16
     warmup: int = 300
     batches: int = 10
+    """Measurement batches; the last 5 are the ones the slope is computed over (and, with ``trace="tail"``,
+    the traced ones)."""
     seed: int = 7
-    frames: int = 8
-    """tracemalloc frames per allocation: enough to tell who allocated, cheap enough for 10,000 requests."""
+    trace: str = "tail"
+    """``tail``: tracemalloc runs only for the last 5 batches (plus one batch before them to let LiteLLM's
+    churning caches be re-allocated under tracing); ``full``: from before the warm-up to the end."""
+    traced_requests: int | None = None
+    """Requests in the last 5 batches with ``trace="tail"`` (default: 10 % of ``requests``, at least 100)."""
+    frames: int = 1
+    """tracemalloc frames per allocation. 1 triples LiteLLM's per-call CPU; 8 multiplies it by about 8."""
     server: str = "child"
     max_wall: float = 600.0
     max_growth_mb: float = 2.0
     max_slope_pct: float = 20.0
     max_extra_tasks: int = 2
     quiet: bool = False
+
+    def plan(self) -> list[tuple[int, str]]:
+        """(requests, role) per batch; role is ``bulk``, ``trace-warmup`` or ``measured`` (the last 5)."""
+        if self.batches < 6 or self.requests < self.batches:
+            raise ValueError("need --batches >= 6 and --requests >= --batches")
+        if self.trace == "full":
+            return [(size, "measured" if i >= self.batches - 5 else "bulk") for i, size in enumerate(_split(self.requests, self.batches))]
+        traced = self.traced_requests or max(100, self.requests // 10)
+        warm = max(traced // 5, 60)  # enough calls to turn LiteLLM's 200-entry client cache over at least once
+        rest = self.requests - traced - warm
+        if traced < 5 or rest < self.batches - 6 or (self.batches == 6 and rest != 0):
+            raise ValueError(
+                f"--trace tail: {self.requests} requests cannot make {self.batches - 6} untraced batches, a traced warm-up "
+                f"batch of {warm} and 5 traced batches of {traced} requests in all; change --requests, --batches or --traced-requests"
+            )
+        bulk = [(size, "bulk") for size in _split(rest, self.batches - 6)] if self.batches > 6 else []
+        # The batch before the traced ones runs traced too: structures LiteLLM rebuilds all the time (its client
+        # cache turns over with every distinct timeout) are then re-allocated under tracing before the baseline.
+        return bulk + [(warm, "trace-warmup")] + [(size, "measured") for size in _split(traced, 5)]
+
+
+def _split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
 def batch_kinds(n: int, rng: random.Random) -> list[str]:
@@ -628,7 +678,9 @@ def batch_kinds(n: int, rng: random.Random) -> list[str]:
     return kinds
 
 
-async def run_batch(kinds: list[str], start: int, cfg: SoakConfig, specs: dict[str, Any], rng: random.Random, tally: dict[str, Any]) -> None:
+async def run_batch(
+    kinds: list[str], start: int, cfg: SoakConfig, specs: dict[str, Any], rng: random.Random, tally: dict[str, Any]
+) -> None:
     """Run ``kinds`` with ``cfg.concurrency`` workers; add outcomes to ``tally``."""
     queue = iter(enumerate(kinds, start))
 
@@ -675,61 +727,73 @@ async def _drive(cfg: SoakConfig, upstream: Any, symptoms: Symptoms, log: Any) -
     specs = build_specs(upstream.base_url)
     rng = random.Random(cfg.seed)
     filters = _snapshot_filters(cfg.server)
+    plan = cfg.plan()
 
     # Warm-up: imports LiteLLM's lazy modules, fills its client cache and the fusion preset store.
     started = time.perf_counter()
     warm = _new_tally()
-    for b in range(max(1, math.ceil(cfg.warmup / 100))):
-        size = min(100, cfg.warmup - b * 100)
-        if size > 0:
-            await run_batch(batch_kinds(size, rng), -cfg.warmup + b * 100, cfg, specs, rng, warm)
+    for offset in range(0, cfg.warmup, 100):
+        size = min(100, cfg.warmup - offset)
+        await run_batch(batch_kinds(size, rng), -cfg.warmup + offset, cfg, specs, rng, warm)
     await _settle(upstream)
     upstream.forget()
     log(f"warm-up: {cfg.warmup} requests in {time.perf_counter() - started:.1f}s, outcomes {dict(warm['outcomes'])}")
 
-    # Baseline. The snapshot is taken before the traced-memory reading so its own size is in both readings.
-    base_snapshot = tracemalloc.take_snapshot().filter_traces(filters)
     gc.collect()
-    base = {
-        "tasks": len(asyncio.all_tasks()),
-        "traced_bytes": tracemalloc.get_traced_memory()[0],
-        "fds": open_fds(),
-        "in_flight": upstream.stats()["in_flight"],
-        "client_cache": _client_cache_size(),
-        "leak_events": len(symptoms.leak_events()),
-        "upstream": upstream.stats(),
-    }
-    log(f"baseline: {base['tasks']} tasks, {base['traced_bytes'] / MB:.2f} MB traced, {base['fds']} fds, client cache {base['client_cache']}")
+    base = {**_counters(), "in_flight": upstream.stats()["in_flight"], "leak_events": len(symptoms.leak_events())}
+    log(
+        f"baseline: {base['tasks']} tasks, {base['fds']} fds, {base['gc_objects']} gc objects, {base['blocks']} blocks, "
+        f"client cache {base['client_cache']}; plan {[(n, role) for n, role in plan]}"
+    )
+    trace_base: dict[str, Any] | None = None
+    base_snapshot: tracemalloc.Snapshot | None = None
+
+    def take_trace_baseline() -> None:
+        nonlocal trace_base, base_snapshot
+        gc.collect()
+        # The snapshot is taken before the reading, so its own size is in both readings.
+        base_snapshot = tracemalloc.take_snapshot().filter_traces(filters)
+        trace_base = {"traced_bytes": tracemalloc.get_traced_memory()[0], "after_requests": done}
 
     tally = _new_tally()
-    batch_rows = []
-    per_batch = [cfg.requests // cfg.batches + (1 if i < cfg.requests % cfg.batches else 0) for i in range(cfg.batches)]
+    rows = []
     run_started = time.perf_counter()
     cpu_started = time.process_time()
     done = 0
-    for i, size in enumerate(per_batch):
-        t0 = time.perf_counter()
+    for i, (size, role) in enumerate(plan):
+        if role == "trace-warmup" and not tracemalloc.is_tracing():
+            tracemalloc.start(cfg.frames)
+        if role == "measured" and trace_base is None:
+            if not tracemalloc.is_tracing():
+                tracemalloc.start(cfg.frames)
+            take_trace_baseline()
+        t0, c0 = time.perf_counter(), time.process_time()
         await run_batch(batch_kinds(size, rng), done, cfg, specs, rng, tally)
         done += size
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         stats = await _settle(upstream)
         upstream.forget()
         row = {
             "batch": i + 1,
+            "role": role,
+            "size": size,
             "requests": done,
-            "seconds": round(time.perf_counter() - t0, 2),
-            "traced_bytes": tracemalloc.get_traced_memory()[0],
-            "tasks": len(asyncio.all_tasks()),
-            "fds": open_fds(),
+            "seconds": round(seconds, 2),
+            "cpu_ms_per_request": round(cpu / size * 1000, 1),
+            "traced_bytes": tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else None,
+            **_counters(),
             "in_flight": stats["in_flight"],
-            "client_cache": _client_cache_size(),
             "upstream_total": stats["total"],
             "upstream_connections": stats["connections"],
+            "upstream_disconnected": stats["disconnected_before_done"],
         }
-        batch_rows.append(row)
+        rows.append(row)
+        traced = f"traced {row['traced_bytes'] / MB:.2f} MB, " if row["traced_bytes"] is not None else ""
         log(
-            f"batch {i + 1}/{len(per_batch)}: {size} req in {row['seconds']:.1f}s ({size / max(row['seconds'], 1e-9):.1f}/s), "
-            f"traced {row['traced_bytes'] / MB:.2f} MB, tasks {row['tasks']}, fds {row['fds']}, in_flight {row['in_flight']}, "
-            f"client cache {row['client_cache']}, upstream conns so far {row['upstream_connections']}"
+            f"batch {i + 1}/{len(plan)} ({role}): {size} req in {seconds:.1f}s ({size / max(seconds, 1e-9):.1f}/s, "
+            f"{row['cpu_ms_per_request']:.0f} ms CPU/req), {traced}tasks {row['tasks']}, fds {row['fds']}, "
+            f"in_flight {row['in_flight']}, gc objects {row['gc_objects']}, client cache {row['client_cache']}, "
+            f"upstream conns so far {row['upstream_connections']}"
         )
     wall = time.perf_counter() - run_started
     cpu = time.process_time() - cpu_started
@@ -738,25 +802,25 @@ async def _drive(cfg: SoakConfig, upstream: Any, symptoms: Symptoms, log: Any) -
     final_stats = await _settle(upstream, timeout=30.0)
     gc.collect()
     end = {
-        "tasks": len(asyncio.all_tasks()),
+        **_counters(),
         "traced_bytes": tracemalloc.get_traced_memory()[0],
-        "fds": open_fds(),
         "in_flight": final_stats["in_flight"],
-        "client_cache": _client_cache_size(),
         "upstream": final_stats,
         "task_names": sorted(t.get_name() for t in asyncio.all_tasks()),
     }
     end_snapshot = tracemalloc.take_snapshot().filter_traces(filters)
+    assert base_snapshot is not None and trace_base is not None
     sites, by_owner = growth_sites(base_snapshot, end_snapshot)
     del base_snapshot, end_snapshot
 
-    # Now close LiteLLM's cached clients so nothing is left for the interpreter's exit (or the next test).
+    # Close LiteLLM's cached clients now, so nothing is left for the interpreter's exit (or the next test).
     with contextlib.suppress(Exception):
         await litellm.close_litellm_async_clients()
     return {
         "baseline": base,
+        "trace_baseline": trace_base,
         "end": end,
-        "batches": batch_rows,
+        "batches": rows,
         "tally": tally,
         "warmup_outcomes": dict(warm["outcomes"]),
         "wall_s": wall,
@@ -767,12 +831,14 @@ async def _drive(cfg: SoakConfig, upstream: Any, symptoms: Symptoms, log: Any) -
 
 
 def _criteria(cfg: SoakConfig, result: dict[str, Any], symptoms: Symptoms) -> list[dict[str, Any]]:
-    base, end = result["baseline"], result["end"]
-    growth = end["traced_bytes"] - base["traced_bytes"]
-    samples = [row["traced_bytes"] for row in result["batches"]][-5:]
+    base, end, trace_base = result["baseline"], result["end"], result["trace_baseline"]
+    measured = [row for row in result["batches"] if row["role"] == "measured"][-5:]
+    growth = end["traced_bytes"] - trace_base["traced_bytes"]
+    traced_requests = cfg.requests - trace_base["after_requests"]
+    samples = [row["traced_bytes"] for row in measured]
     per_batch = slope(samples)
     slope_pct = 100.0 * per_batch * (len(samples) - 1) / samples[0] if samples and samples[0] else 0.0
-    reqs_per_batch = cfg.requests / max(1, cfg.batches)
+    per_request = sum(row["size"] for row in measured) / max(1, len(measured))
     allowance = cfg.concurrency * 3 + 4
     leaks = symptoms.leak_events()
     return [
@@ -783,19 +849,19 @@ def _criteria(cfg: SoakConfig, result: dict[str, Any], symptoms: Symptoms) -> li
             "pass": end["tasks"] <= base["tasks"] + cfg.max_extra_tasks,
         },
         {
-            "criterion": "tracemalloc net growth",
-            "value": f"{growth / MB:+.3f} MB",
+            "criterion": f"tracemalloc net growth over the traced {traced_requests} requests",
+            "value": f"{growth / MB:+.3f} MB ({growth / max(1, traced_requests):+.0f} B/request)",
             "limit": f"<= {cfg.max_growth_mb:g} MB",
             "pass": growth <= cfg.max_growth_mb * MB,
         },
         {
             "criterion": "traced-memory slope, last 5 batches",
-            "value": f"{slope_pct:+.2f} % ({per_batch / 1024 / reqs_per_batch * 1000:+.1f} KB per 1,000 req)",
+            "value": f"{slope_pct:+.2f} % ({per_batch / 1024 / max(per_request, 1) * 1000:+.1f} KB per 1,000 requests)",
             "limit": f"<= {cfg.max_slope_pct:g} % growth",
             "pass": slope_pct <= cfg.max_slope_pct,
         },
         {
-            "criterion": "upstream in_flight",
+            "criterion": "upstream in_flight after drain",
             "value": f"{base['in_flight']} -> {end['in_flight']}",
             "limit": "== 0",
             "pass": end["in_flight"] == 0,
@@ -803,11 +869,11 @@ def _criteria(cfg: SoakConfig, result: dict[str, Any], symptoms: Symptoms) -> li
         {
             "criterion": "open fds",
             "value": f"{base['fds']} -> {end['fds']}",
-            "limit": f"<= baseline + {allowance} (concurrency x 3 pooled + 4)",
+            "limit": f"<= baseline + {allowance} (concurrency x 3 pooled connections + 4)",
             "pass": end["fds"] <= base["fds"] + allowance,
         },
         {
-            "criterion": "unclosed / destroyed / ResourceWarning events",
+            "criterion": "ResourceWarning / Unclosed / Task destroyed events",
             "value": str(len(leaks)),
             "limit": "== 0",
             "pass": not leaks,
@@ -819,7 +885,7 @@ def _criteria(cfg: SoakConfig, result: dict[str, Any], symptoms: Symptoms) -> li
             "pass": result["tally"]["unexpected"] == 0,
         },
         {
-            "criterion": "wall time",
+            "criterion": f"wall time for {cfg.requests} requests",
             "value": f"{result['wall_s']:.1f} s",
             "limit": f"<= {cfg.max_wall:g} s",
             "pass": result["wall_s"] <= cfg.max_wall,
@@ -827,25 +893,35 @@ def _criteria(cfg: SoakConfig, result: dict[str, Any], symptoms: Symptoms) -> li
     ]
 
 
+def _mb(value: int | None) -> str:
+    return "-" if value is None else f"{value / MB:.2f}"
+
+
 def render(cfg: SoakConfig, report: dict[str, Any]) -> str:
     """The markdown report."""
-    result, base, end = report["result"], report["result"]["baseline"], report["result"]["end"]
+    result = report["result"]
+    base, end, trace_base = result["baseline"], result["end"], result["trace_baseline"]
+    up = end["upstream"]
     lines = [
         f"## Soak: {cfg.requests} fusion requests (+{cfg.warmup} warm-up), concurrency {cfg.concurrency}, "
-        f"upstream {cfg.server}, seed {cfg.seed}",
+        f"upstream {cfg.server}, tracemalloc {cfg.trace} ({cfg.frames} frame{'s' if cfg.frames > 1 else ''}), seed {cfg.seed}",
         "",
-        f"Wall {result['wall_s']:.1f} s ({cfg.requests / max(result['wall_s'], 1e-9):.1f} req/s), driver CPU {result['driver_cpu_s']:.1f} s"
-        + (f", upstream CPU {report['upstream_cpu_s']:.1f} s" if report.get("upstream_cpu_s") else "")
-        + f"; tracemalloc {cfg.frames} frames.",
+        f"Wall {result['wall_s']:.1f} s ({cfg.requests / max(result['wall_s'], 1e-9):.1f} req/s); driver CPU {result['driver_cpu_s']:.1f} s"
+        f" ({result['driver_cpu_s'] / cfg.requests * 1000:.0f} ms/request); "
+        f"upstream process CPU {report.get('upstream_cpu_s') or 0:.1f} s.",
         "",
         "| measure | baseline | after drain |",
         "|---|---:|---:|",
         f"| asyncio tasks | {base['tasks']} | {end['tasks']} |",
-        f"| tracemalloc traced (MB) | {base['traced_bytes'] / MB:.2f} | {end['traced_bytes'] / MB:.2f} |",
+        f"| tracemalloc traced MB (baseline at request {trace_base['after_requests']}) | "
+        f"{_mb(trace_base['traced_bytes'])} | {_mb(end['traced_bytes'])} |",
         f"| open fds | {base['fds']} | {end['fds']} |",
         f"| upstream in_flight | {base['in_flight']} | {end['in_flight']} |",
+        f"| leak events (warnings, logs, loop handler, unraisable) | {base['leak_events']} | {len(report['symptoms']['leak_events'])} |",
+        f"| gc-tracked objects | {base['gc_objects']} | {end['gc_objects']} |",
+        f"| pymalloc blocks (`sys.getallocatedblocks`) | {base['blocks']} | {end['blocks']} |",
+        f"| RSS MB | {_mb(base['rss'])} | {_mb(end['rss'])} |",
         f"| LiteLLM client cache entries | {base['client_cache']} | {end['client_cache']} |",
-        f"| leak events (warnings/logs/loop/unraisable) | {base['leak_events']} | {len(report['symptoms']['leak_events'])} |",
         "",
         "| criterion | value | limit | result |",
         "|---|---|---|---|",
@@ -856,25 +932,33 @@ def render(cfg: SoakConfig, report: dict[str, Any]) -> str:
     lines += [f"| {outcome} | {count} |" for outcome, count in sorted(tally["outcomes"].items())]
     lines += ["", "| kind | expected | outcomes |", "|---|---|---|"]
     lines += [f"| {kind} | {EXPECTED[kind]} | {dict(counter)} |" for kind, counter in sorted(tally["by_kind"].items())]
-    up = end["upstream"]
     lines += [
         "",
-        f"Upstream (measured run): {up['total']} requests, {up['disconnected_before_done']} closed by the client before done, "
-        f"{up['connections']} distinct TCP connections.",
+        f"Upstream during the measured requests: {up['total']} requests, {up['disconnected_before_done']} closed by the client "
+        f"before done, {up['connections']} distinct client TCP connections.",
         "",
-        "| batch | requests | s | traced MB | tasks | fds | in_flight | client cache | upstream conns (cum.) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| batch | role | requests | s | CPU ms/req | traced MB | tasks | fds | in_flight | gc objects | blocks | client cache "
+        "| upstream conns (cum.) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [
-        f"| {r['batch']} | {r['requests']} | {r['seconds']:.1f} | {r['traced_bytes'] / MB:.2f} | {r['tasks']} | {r['fds']} | "
-        f"{r['in_flight']} | {r['client_cache']} | {r['upstream_connections']} |"
+        f"| {r['batch']} | {r['role']} | {r['size']} | {r['seconds']:.1f} | {r['cpu_ms_per_request']:.0f} | {_mb(r['traced_bytes'])} | "
+        f"{r['tasks']} | {r['fds']} | {r['in_flight']} | {r['gc_objects']} | {r['blocks']} | {r['client_cache']} | "
+        f"{r['upstream_connections']} |"
         for r in result["batches"]
     ]
-    lines += ["", "Top 5 tracemalloc growth sites (baseline -> after drain):", "", "| size | blocks | owner | site (most recent frame first) |", "|---:|---:|---|---|"]
+    lines += [
+        "",
+        "Top 5 tracemalloc growth sites (traced baseline -> after drain):",
+        "",
+        "| size | blocks | owner | site (most recent frame first) |",
+        "|---:|---:|---|---|",
+    ]
     for site in result["growth_sites"]:
-        lines.append(f"| {site['size_diff'] / 1024:+.1f} KB | {site['count_diff']:+d} | {site['owner']} | {' <- '.join(site['traceback'][:4])} |")
+        where = " <- ".join(site["traceback"][:4])
+        lines.append(f"| {site['size_diff'] / 1024:+.1f} KB | {site['count_diff']:+d} | {site['owner']} | {where} |")
     owners = ", ".join(f"{owner} {size / 1024:+.1f} KB" for owner, size in result["growth_by_owner"].items())
-    lines += ["", f"Net growth by owner: {owners}"]
+    lines += ["", f"Net traced growth by owner: {owners}"]
     if tally["unexpected_samples"]:
         lines += ["", "Unexpected outcomes (first 10):", *[f"- {s}" for s in tally["unexpected_samples"]]]
     events = report["symptoms"]["leak_events"]
@@ -883,9 +967,7 @@ def render(cfg: SoakConfig, report: dict[str, Any]) -> str:
     others = report["symptoms"]["other_logs"]
     if others:
         lines += ["", "Other WARNING+ log records (top 5):", *[f"- {count} x {text}" for text, count in list(others.items())[:5]]]
-    if end.get("task_names"):
-        lines += ["", f"Tasks left: {', '.join(end['task_names'])}"]
-    lines += [""]
+    lines += ["", f"Tasks left: {', '.join(end['task_names']) or 'none'}", ""]
     lines += [f"{'PASS' if c['pass'] else 'FAIL'}: {c['criterion']}: {c['value']} ({c['limit']})" for c in report["criteria"]]
     lines.append(f"OVERALL: {'PASS' if report['passed'] else 'FAIL'}")
     return "\n".join(lines)
@@ -895,29 +977,30 @@ def run_soak(cfg: SoakConfig) -> dict[str, Any]:
     """Run the soak and return the report (``report["passed"]`` says whether every criterion passed)."""
     import litellm
 
+    cfg.plan()  # validate before starting anything
     litellm.suppress_debug_info = True
     log = (lambda *_: None) if cfg.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     symptoms = Symptoms()
+    if tracemalloc.is_tracing():
+        raise RuntimeError("tracemalloc is already tracing; the soak starts and stops it itself")
     with tempfile.TemporaryDirectory(prefix="fusion-soak-") as tmp:
         scripts_path = Path(tmp) / "scripts.yaml"
         scripts_path.write_text(json.dumps(SCRIPTS), encoding="utf-8")  # JSON is YAML
         upstream = ChildUpstream(scripts_path) if cfg.server == "child" else ThreadUpstream(scripts_path)
         try:
             with capture_symptoms(symptoms):
-                started_tracing = not tracemalloc.is_tracing()
-                if started_tracing:
+                if cfg.trace == "full":
                     tracemalloc.start(cfg.frames)
                 try:
                     result = asyncio.run(_drive(cfg, upstream, symptoms, log))
                     gc.collect()  # anything the loop's shutdown left for the collector shows up now
                 finally:
-                    if started_tracing:
-                        tracemalloc.stop()
+                    tracemalloc.stop()
             upstream_cpu = upstream.cpu_s()
         finally:
             upstream.close()
     report: dict[str, Any] = {
-        "config": cfg.__dict__,
+        "config": dict(cfg.__dict__),
         "result": result,
         "upstream_cpu_s": upstream_cpu,
         "symptoms": {
@@ -949,30 +1032,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=10_000, help="measured requests (default 10000)")
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent callers (default 16)")
     parser.add_argument("--warmup", type=int, default=300, help="warm-up requests before the baseline (default 300)")
-    parser.add_argument("--batches", type=int, default=10, help="measurement batches, >= 5 (default 10)")
+    parser.add_argument("--batches", type=int, default=10, help="measurement batches, >= 6 with --trace tail (default 10)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--frames", type=int, default=8, help="tracemalloc frames per allocation (default 8)")
+    parser.add_argument("--trace", choices=("tail", "full"), default="tail", help="tracemalloc for the last 5 batches only, or throughout")
+    parser.add_argument("--traced-requests", type=int, help="requests in the 5 traced batches (default 10%% of --requests, >= 100)")
+    parser.add_argument("--frames", type=int, default=1, help="tracemalloc frames per allocation (default 1)")
     parser.add_argument("--server", choices=("child", "inprocess"), default="child", help="where the scripted upstream runs")
-    parser.add_argument("--max-wall", type=float, default=600.0, help="wall-time limit for the measured requests (s)")
+    parser.add_argument("--max-wall", type=float, default=600.0, help="wall-time limit for the measured requests, s (default 600)")
     parser.add_argument("--json", help="also write the full report as JSON here")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument("--serve", metavar="SCRIPTS", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         return _serve(args.serve)
-    if args.batches < 5 or args.requests < args.batches:
-        parser.error("need --batches >= 5 and --requests >= --batches")
     cfg = SoakConfig(
         requests=args.requests,
         concurrency=args.concurrency,
         warmup=args.warmup,
         batches=args.batches,
         seed=args.seed,
+        trace=args.trace,
+        traced_requests=args.traced_requests,
         frames=args.frames,
         server=args.server,
         max_wall=args.max_wall,
         quiet=args.quiet,
     )
+    try:
+        cfg.plan()
+    except ValueError as exc:
+        parser.error(str(exc))
     report = run_soak(cfg)
     print(report["markdown"])
     if args.json:

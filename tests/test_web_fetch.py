@@ -62,6 +62,7 @@ class Site(ThreadingHTTPServer):
         self.hits: Counter[str] = Counter()
         self.user_agents: list[str] = []
         self.cookies_seen: list[str | None] = []
+        self.accept_encodings: list[str] = []
         self.robots: tuple[int, str] = (200, "User-agent: *\nDisallow: /private/\n")
         super().__init__(("127.0.0.1", 0), _Handler)
         self.port = self.server_address[1]
@@ -147,7 +148,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = f"<html><head><title>Accents</title></head><body><p>{CYRILLIC_TEXT}</p></body></html>".encode("cp1251")
             self._send(200, body, "text/html; charset=windows-1251")
         elif path == "/meta-charset":
-            body = f'<html><head><meta http-equiv="Content-Type" content="text/html; charset=koi8-r"><title>Accents</title></head><body><p>{CYRILLIC_TEXT}</p></body></html>'
+            meta = '<meta http-equiv="Content-Type" content="text/html; charset=koi8-r">'
+            body = f"<html><head>{meta}<title>Accents</title></head><body><p>{CYRILLIC_TEXT}</p></body></html>"
             self._send(200, body.encode("koi8-r"), "text/html")
         elif path == "/long":
             self._send(200, ("word " * 10_000).encode(), "text/plain; charset=utf-8")
@@ -155,6 +157,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b"<p>cookie set</p>", Set_Cookie="session=s3cr3t; Path=/")
         elif path == "/echo-cookie":
             self.server.cookies_seen.append(self.headers.get("Cookie"))
+            self.server.accept_encodings.append(self.headers.get("Accept-Encoding", ""))
             self._send(200, b"<p>echo</p>")
         else:
             self._send(404, b"<p>not found</p>")
@@ -280,7 +283,12 @@ async def test_unrequested_content_encoding_is_refused(fetcher: Fetcher, site: S
 
 @pytest.mark.parametrize(
     ("path", "error"),
-    [("/binary", "unsupported content-type application/octet-stream"), ("/no-type", "unsupported content-type (none)"), ("/json", None), ("/feed", None)],
+    [
+        ("/binary", "unsupported content-type application/octet-stream"),
+        ("/no-type", "unsupported content-type (none)"),
+        ("/json", None),
+        ("/feed", None),
+    ],
 )
 async def test_content_type_allowlist(fetcher: Fetcher, site: Site, path: str, error: str | None) -> None:
     result = await fetcher.fetch(site.url(path))
@@ -384,6 +392,7 @@ async def test_no_cookies_are_kept(fetcher: Fetcher, site: Site) -> None:
     assert (await fetcher.fetch(site.url("/set-cookie"))).error is None
     assert (await fetcher.fetch(site.url("/echo-cookie"))).error is None
     assert site.cookies_seen == [None]
+    assert site.accept_encodings == ["identity, gzip"]  # never br/zstd: no one-step decompression bombs
 
 
 async def test_fetch_never_raises(fetcher: Fetcher) -> None:

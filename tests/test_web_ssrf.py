@@ -65,7 +65,9 @@ class LoopbackOnly(httpcore.AsyncNetworkBackend):
         self.attempts: list[tuple[str, int]] = []
         self.refused: list[tuple[str, int]] = []
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None, socket_options: Any = None):
+    async def connect_tcp(
+        self, host: str, port: int, timeout: float | None = None, local_address: str | None = None, socket_options: Any = None
+    ):
         self.attempts.append((host, port))
         ip = ipaddress.ip_address(host)
         v4 = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else ip
@@ -186,7 +188,15 @@ BLOCKED = [
     ("2606:4700::200:5efe:a9fe:a9fe", "cloud metadata address (ISATAP)"),
     ("::8.8.8.8", "IPv4-compatible IPv6 address"),
 ]
-ALLOWED = ["8.8.8.8", "93.184.215.14", "2606:4700:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1", "2606:4700::5efe:808:808"]
+ALLOWED = [
+    "8.8.8.8",
+    "93.184.215.14",
+    "2606:4700:4700::1111",
+    "::ffff:8.8.8.8",
+    "64:ff9b::808:808",
+    "2002:808:808::1",
+    "2606:4700::5efe:808:808",
+]
 
 
 @pytest.mark.parametrize(("address", "reason"), BLOCKED)
@@ -360,6 +370,21 @@ async def test_allowance_admits_exactly_one_pair(listener: Listener, pages: Page
         assert response.status_code == 200 and b"fixture page body" in response.content
         with pytest.raises(FetchBlocked, match="loopback address"):
             await client.get(f"http://127.0.0.1:{listener.port}/")  # same IP, other port
+    await settle()
+    assert listener.accepted == 0
+
+
+async def test_proxy_environment_is_ignored(monkeypatch: pytest.MonkeyPatch, listener: Listener, pages: Pages) -> None:
+    """A proxy from the environment (here: the listener) would bypass the address check. httpx already ignores
+    env proxies when a transport is given; ``trust_env=False`` is belt and braces. This pins the behaviour."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{listener.port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    only = (ipaddress.ip_address("127.0.0.1"), pages.port)
+    async with make_guarded_client(timeout=5, allow=lambda ip, port: (ip, port) == only) as client:
+        response = await client.get(f"http://127.0.0.1:{pages.port}/page")
+    assert response.status_code == 200
     await settle()
     assert listener.accepted == 0
 

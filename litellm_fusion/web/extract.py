@@ -7,14 +7,23 @@ Two extractors, chosen on measured quality, speed and dependency weight (``bench
   script/style/nav/header/footer/aside/form, ARIA landmarks of the same kind, hidden elements and elements
   whose class/id names cookie banners, sidebars, comments, ads, footers or navigation. When the page has
   ``<main>``/``<article>`` content, only that is kept.
-- trafilatura (optional extra ``web``), used when importable: its readability and boilerplate heuristics
-  also catch boilerplate that is not marked up (see the benchmark table).
+- trafilatura (optional extra ``web``: ``trafilatura>=2.3,<3``), used when importable: its readability and
+  boilerplate heuristics also catch boilerplate that is not marked up.
+
+Measured on this repo's fixtures (``benchmarks/extractors.py``, 2-core machine under load): boilerplate
+removed stdlib 21/37, trafilatura 33/37, readability-lxml+markdownify 29/37; every extractor kept all
+34 article sentences and 103 table cells. Speed per ~20 KB page: stdlib ~6-18 ms, trafilatura ~55 ms,
+readability ~80 ms; on a 1.5 MB page 0.35-1 s, ~2-4.5 s and ~3.5-6 s. Footprint beyond the core install:
+0, 55 MB and 16 MB. trafilatura wins on quality, so it is preferred when installed; the stdlib one is the
+zero-dependency default and is exact on semantic HTML5 (``<main>``/``<article>``, ``<nav>``, ``<aside>``,
+``<footer>``, named cookie/ad/comment blocks) but keeps boilerplate that has no tell-tale markup.
 
 Both take at most :data:`MAX_INPUT_CHARS` characters of HTML; callers run them in a worker thread.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
@@ -240,6 +249,7 @@ def trafilatura_html_to_text(html: str, url: str | None = None) -> tuple[str | N
     return title, text.strip()
 
 
+@functools.cache
 def extractor_name() -> str:
     """``"trafilatura"`` when the ``web`` extra is installed, else ``"stdlib"``."""
     try:

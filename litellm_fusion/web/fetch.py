@@ -242,6 +242,6 @@ class Fetcher:
                 body = await self._read(response, _ROBOTS_MAX_BYTES, truncate=True)
             finally:
                 await response.aclose()
+            return _robots_checker(decode_body(body, response.charset_encoding, html=False), self.limits.user_agent)
         except (FetchBlocked, _Failed, httpx.HTTPError, OSError, ValueError):
             return lambda _url: True
-        return _robots_checker(decode_body(body, response.charset_encoding, html=False), self.limits.user_agent)

@@ -229,7 +229,9 @@ def _ssl_context() -> ssl.SSLContext:
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport (request/response and error mapping) over a pool that uses :class:`GuardedBackend`."""
 
-    def __init__(self, *, allow: Allow | None = None, inner: httpcore.AsyncNetworkBackend | None = None, limits: httpx.Limits | None = None) -> None:
+    def __init__(
+        self, *, allow: Allow | None = None, inner: httpcore.AsyncNetworkBackend | None = None, limits: httpx.Limits | None = None
+    ) -> None:
         limits = limits or httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=5.0)
         ssl_context = _ssl_context()
         super().__init__(verify=ssl_context, trust_env=False, http1=True, http2=False, retries=0, limits=limits)
