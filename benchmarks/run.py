@@ -18,8 +18,18 @@ has a known critical path to compare with:
   e       requests/s through a real `litellm` proxy process: fusion vs a solo pass-through model
   f       consensus short-circuit (short_circuit="exact") on an agreeing panel: cost and latency saved
 
+Upstream mode: by default the scripted server runs in a child process (benchmarks/upstream.py), so its
+request handling never competes with the driver for the GIL or the event loop, and its CPU is accounted
+apart; `--server thread` runs it in a thread of the driver instead. The `server` rows measure both, in
+alternating batches, in every run.
+
+The proxy for section e is launched first, before the driver imports LiteLLM, so its start-up overlaps the
+driver's own import; nothing is measured until it is live, and the JSON records the (near-zero) CPU it uses
+while idling through the SDK sections (`idle_proxy_cpu_s`).
+
 Every request loop is bounded in count (a, b, c, d, f) or in time (e), and every section runs under its own
-deadline. Set LITELLM_LOCAL_MODEL_COST_MAP=True (done here before LiteLLM is imported).
+deadline. LITELLM_LOCAL_MODEL_COST_MAP=True is set here before LiteLLM is imported. Percentiles interpolate
+linearly between ranks; with n < 100, p99 is close to the maximum.
 """
 
 from __future__ import annotations

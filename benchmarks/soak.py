@@ -142,7 +142,8 @@ ROLE_SCRIPTS: dict[str, dict[str, Any]] = {
 }
 SCRIPTS: dict[str, dict[str, Any]] = {MODELS[role]: script for role, script in ROLE_SCRIPTS.items()}
 
-LEAK_PATTERN = re.compile(r"unclosed|task was destroyed|never awaited|resourcewarning|exception ignored", re.IGNORECASE)
+LEAK_PATTERN = re.compile(r"unclosed|task was destroyed|resourcewarning|exception ignored", re.IGNORECASE)
+NEVER_AWAITED = re.compile(r"was never awaited")
 
 
 # ----- the upstream: a child process (default) or a thread ----------------------------------------------
@@ -434,6 +435,8 @@ class Symptoms:
     logs: list[str] = field(default_factory=list)
     loop: list[str] = field(default_factory=list)
     unraisable: list[str] = field(default_factory=list)
+    never_awaited: collections.Counter = field(default_factory=collections.Counter)
+    """"coroutine ... was never awaited", by coroutine: lost work, not a held resource; reported, not a criterion."""
     other_warnings: list[str] = field(default_factory=list)
     other_logs: collections.Counter = field(default_factory=collections.Counter)
 
@@ -470,7 +473,9 @@ def capture_symptoms(symptoms: Symptoms) -> Iterator[None]:
 
     def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
         text = f"{category.__name__}: {message} ({filename}:{lineno})"
-        if issubclass(category, ResourceWarning) or LEAK_PATTERN.search(str(message)):
+        if NEVER_AWAITED.search(str(message)):
+            symptoms.never_awaited[str(message).split("\n")[0]] += 1
+        elif issubclass(category, ResourceWarning) or LEAK_PATTERN.search(str(message)):
             symptoms.warnings.append(text[:500])
         else:
             symptoms.other_warnings.append(text[:300])
@@ -806,7 +811,7 @@ async def _drive(cfg: SoakConfig, upstream: Any, symptoms: Symptoms, log: Any) -
         "traced_bytes": tracemalloc.get_traced_memory()[0],
         "in_flight": final_stats["in_flight"],
         "upstream": final_stats,
-        "task_names": sorted(t.get_name() for t in asyncio.all_tasks()),
+        "task_names": sorted(f"{t.get_name()} ({getattr(t.get_coro(), '__qualname__', '?')})" for t in asyncio.all_tasks()),
     }
     end_snapshot = tracemalloc.take_snapshot().filter_traces(filters)
     assert base_snapshot is not None and trace_base is not None
@@ -961,6 +966,14 @@ def render(cfg: SoakConfig, report: dict[str, Any]) -> str:
     lines += ["", f"Net traced growth by owner: {owners}"]
     if tally["unexpected_samples"]:
         lines += ["", "Unexpected outcomes (first 10):", *[f"- {s}" for s in tally["unexpected_samples"]]]
+    never = report["symptoms"]["never_awaited"]
+    if never:
+        lines += [
+            "",
+            "Coroutines never awaited (not a criterion; LiteLLM's acompletion drops the coroutine its executor hop returns "
+            "when the caller is cancelled during that hop):",
+            *[f"- {count} x {text}" for text, count in never.items()],
+        ]
     events = report["symptoms"]["leak_events"]
     if events:
         lines += ["", "Leak events (first 10):", *[f"- {e}" for e in events[:10]]]
@@ -1009,6 +1022,7 @@ def run_soak(cfg: SoakConfig) -> dict[str, Any]:
             "logs": symptoms.logs,
             "loop": symptoms.loop,
             "unraisable": symptoms.unraisable,
+            "never_awaited": dict(symptoms.never_awaited),
             "other_warnings": symptoms.other_warnings[:20],
             "other_logs": dict(symptoms.other_logs.most_common(20)),
         },

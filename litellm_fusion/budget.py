@@ -60,7 +60,9 @@ def _prices(member: MemberSpec, aliases: dict[str, str]) -> tuple[float, float]:
 def _cap(member: MemberSpec, spec: FusionSpec, path: str) -> int:
     cap = member.max_tokens or spec.max_completion_tokens
     if cap is None:
-        raise FusionConfigError(f"max_cost needs a completion-token cap to bound the estimate: set fusion.max_completion_tokens (or {path}.max_tokens)")
+        raise FusionConfigError(
+            f"max_cost needs a completion-token cap to bound the estimate: set fusion.max_completion_tokens (or {path}.max_tokens)"
+        )
     return cap
 
 

@@ -24,13 +24,25 @@ DEMO_QUESTION = (
 )
 # (model, latency in seconds, scripted answer); the third member misreads "half as many cookies as on Monday".
 DEMO_PANEL = [
-    ("openai/gpt-4o-mini", 0.35, "Monday: 48 muffins x $3 = $144; 96 cookies x $1.50 = $144; Monday = $288.\n"
-     "Tuesday: 48 x 1.25 = 60 muffins x $3 = $180; 96 / 2 = 48 cookies x $1.50 = $72; Tuesday = $252.\n"
-     "Total revenue: $288 + $252 = $540."),
-    ("openai/gpt-4.1-mini", 0.45, "Count each product over both days. Muffins: 48 + 60 = 108, so 108 x $3 = $324. "
-     "Cookies: 96 on Monday and 48 on Tuesday, 144 in all, so 144 x $1.50 = $216.\nTotal: $324 + $216 = $540."),
-    ("openai/gpt-4.1-nano", 0.6, "Monday: 48 x $3 + 96 x $1.50 = $288.\nTuesday: 60 muffins, and half as many "
-     "cookies, so 30 cookies: 60 x $3 + 30 x $1.50 = $225.\nTotal: $288 + $225 = $513."),
+    (
+        "openai/gpt-4o-mini",
+        0.35,
+        "Monday: 48 muffins x $3 = $144; 96 cookies x $1.50 = $144; Monday = $288.\n"
+        "Tuesday: 48 x 1.25 = 60 muffins x $3 = $180; 96 / 2 = 48 cookies x $1.50 = $72; Tuesday = $252.\n"
+        "Total revenue: $288 + $252 = $540.",
+    ),
+    (
+        "openai/gpt-4.1-mini",
+        0.45,
+        "Count each product over both days. Muffins: 48 + 60 = 108, so 108 x $3 = $324. "
+        "Cookies: 96 on Monday and 48 on Tuesday, 144 in all, so 144 x $1.50 = $216.\nTotal: $324 + $216 = $540.",
+    ),
+    (
+        "openai/gpt-4.1-nano",
+        0.6,
+        "Monday: 48 x $3 + 96 x $1.50 = $288.\nTuesday: 60 muffins, and half as many "
+        "cookies, so 30 cookies: 60 x $3 + 30 x $1.50 = $225.\nTotal: $288 + $225 = $513.",
+    ),
 ]
 DEMO_JUDGE, DEMO_SYNTHESIZER = "openai/gpt-4o", "openai/gpt-4.1"
 DEMO_FINAL = (
@@ -49,17 +61,28 @@ def _demo_analysis(body: dict[str, Any]) -> str:
     wrong = [x for x, text in blocks.items() if "$513" in text]
     right = sorted(x for x in blocks if x not in wrong)
     stances = [
-        {"model": x, "stance": "$513: counts 30 Tuesday cookies (half of Tuesday's muffins); wrong, the question says half of Monday's 96."
-         if x in wrong else "$540 from 48 Tuesday cookies (half of Monday's 96); holds up."}
+        {
+            "model": x,
+            "stance": "$513: counts 30 Tuesday cookies (half of Tuesday's muffins); wrong, the question says half of Monday's 96."
+            if x in wrong
+            else "$540 from 48 Tuesday cookies (half of Monday's 96); holds up.",
+        }
         for x in sorted(blocks)
     ]
     analysis = {
-        "consensus": ["Monday revenue is $288: 48 muffins x $3 = $144 plus 96 cookies x $1.50 = $144.",
-                      "Tuesday's muffins are 48 x 1.25 = 60, worth $180."] if blocks else [],
+        "consensus": [
+            "Monday revenue is $288: 48 muffins x $3 = $144 plus 96 cookies x $1.50 = $144.",
+            "Tuesday's muffins are 48 x 1.25 = 60, worth $180.",
+        ]
+        if blocks
+        else [],
         "contradictions": [{"topic": "How many cookies were sold on Tuesday, and so the total", "stances": stances}] if wrong else [],
         "partial_coverage": [{"models": right, "point": "The total revenue is $540."}] if wrong and right else [],
-        "unique_insights": [{"model": x, "insight": "Sums by product (108 muffins, 144 cookies) as an independent check."}
-                            for x, text in blocks.items() if "108" in text],
+        "unique_insights": [
+            {"model": x, "insight": "Sums by product (108 muffins, 144 cookies) as an independent check."}
+            for x, text in blocks.items()
+            if "108" in text
+        ],
         "blind_spots": ["No answer states its assumption that every item sold at full price (no discounts or returns)."],
     }
     return json.dumps(analysis)
@@ -114,8 +137,10 @@ def _report(question: str, answer: str | None, trace: dict[str, Any], wall: floa
     width = max((len(m["model"]) for m in trace["panel"]), default=0)
     for m in trace["panel"]:
         tokens = (m.get("usage") or {}).get("total_tokens", "-")
-        out.append(f"  [{m.get('letter') or '-'}] {m['model']:<{width}}  {m['status']:<7} {_secs(m['latency_ms']):>7}  "
-                   f"{tokens:>5} tokens  {_usd(m['cost'])}")
+        out.append(
+            f"  [{m.get('letter') or '-'}] {m['model']:<{width}}  {m['status']:<7} {_secs(m['latency_ms']):>7}  "
+            f"{tokens:>5} tokens  {_usd(m['cost'])}"
+        )
         text = m.get("content") if m["status"] == "ok" else (m.get("error") or {}).get("message")
         out.append(_block(text or "(answer not exposed)", "      "))
     judge, synth, analysis = trace.get("judge") or {}, trace.get("synthesizer") or {}, trace.get("analysis")
@@ -125,8 +150,13 @@ def _report(question: str, answer: str | None, trace: dict[str, Any], wall: floa
     else:
         sections = [
             ("Consensus", [f"- {p}" for p in analysis["consensus"]]),
-            ("Contradictions", [f"- {c['topic']}\n" + "\n".join(f"      {who(s['model'])}: {s['stance']}" for s in c["stances"])
-                                for c in analysis["contradictions"]]),
+            (
+                "Contradictions",
+                [
+                    f"- {c['topic']}\n" + "\n".join(f"      {who(s['model'])}: {s['stance']}" for s in c["stances"])
+                    for c in analysis["contradictions"]
+                ],
+            ),
             ("Partial coverage", [f"- {', '.join(map(who, p['models']))}: {p['point']}" for p in analysis["partial_coverage"]]),
             ("Unique insights", [f"- {who(u['model'])}: {u['insight']}" for u in analysis["unique_insights"]]),
             ("Blind spots", [f"- {b}" for b in analysis["blind_spots"]]),
@@ -201,6 +231,7 @@ def _demo(args: argparse.Namespace) -> int:
     scripts[DEMO_JUDGE.split("/", 1)[1]] = Script(text=_demo_writer, latency=0.5)
     scripts[DEMO_SYNTHESIZER.split("/", 1)[1]] = Script(text=_demo_writer, latency=0.3, chunk_chars=8, chunk_delay=0.01)
     with ScriptedServer(scripts) as server:
+
         def member(model: str) -> dict[str, Any]:
             return {"model": model, "api_base": server.base_url, "api_key": "sk-demo"}
 

@@ -23,7 +23,12 @@ CLIENT_FIELDS = frozenset({"panel", "judge", "synthesizer", "temperature", "max_
 CLIENT_MEMBER_FIELDS = frozenset({"model", "temperature", "top_p", "max_tokens"})
 """Member fields a proxy client may set; endpoints, keys and raw LiteLLM params stay with the proxy."""
 
-_OPENROUTER_FIELDS = {"analysis_models": "panel", "model": "judge", "temperature": "temperature", "max_completion_tokens": "max_completion_tokens"}
+_OPENROUTER_FIELDS = {
+    "analysis_models": "panel",
+    "model": "judge",
+    "temperature": "temperature",
+    "max_completion_tokens": "max_completion_tokens",
+}
 
 
 def openrouter_overrides(plugins: Any) -> dict[str, Any]:
@@ -60,10 +65,14 @@ class ClientVetter:
         """Return the overrides to apply (``expose`` capped at the deployment's level) or raise a 400."""
         policy = trusted.clients
         if not policy.allow_overrides:
-            raise FusionConfigError("this fusion deployment does not accept per-request overrides; remove `fusion`/`plugins` from the request")
+            raise FusionConfigError(
+                "this fusion deployment does not accept per-request overrides; remove `fusion`/`plugins` from the request"
+            )
         for key in overrides:
             if key not in CLIENT_FIELDS:
-                raise FusionConfigError(f"fusion.{key}: not settable by clients of this proxy; clients may set: {', '.join(sorted(CLIENT_FIELDS))}")
+                raise FusionConfigError(
+                    f"fusion.{key}: not settable by clients of this proxy; clients may set: {', '.join(sorted(CLIENT_FIELDS))}"
+                )
         allowed = set(policy.allowed_models) if policy.allowed_models is not None else self.proxy_models
         vetted = copy.deepcopy(overrides)
         panel = vetted.get("panel")

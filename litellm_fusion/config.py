@@ -60,7 +60,9 @@ class MemberSpec(BaseModel):
     timeout: float | None = Field(None, gt=0, description="Seconds this member may take; capped by the request deadline.")
     num_retries: int | None = Field(None, ge=0, le=5, description="Retries of this member's call (default: the spec's).")
     input_cost_per_token: float | None = Field(None, ge=0, description="Price per prompt token, for models not in LiteLLM's price map.")
-    output_cost_per_token: float | None = Field(None, ge=0, description="Price per completion token, for models not in LiteLLM's price map.")
+    output_cost_per_token: float | None = Field(
+        None, ge=0, description="Price per completion token, for models not in LiteLLM's price map."
+    )
     web: WebMode | None = Field(None, description="This member's web mode (default: the spec's `web.mode`).")
     extra_params: dict[str, Any] = Field(default_factory=dict, description="Other LiteLLM completion parameters, passed as-is.")
 
@@ -69,8 +71,7 @@ class MemberSpec(BaseModel):
     def _not_a_fusion_model(cls, value: str) -> str:
         if value.startswith("fusion/"):
             raise ValueError(
-                f"'{value}' is a fusion model; fusion models cannot be nested (recursion). "
-                "List that preset's panel models here instead"
+                f"'{value}' is a fusion model; fusion models cannot be nested (recursion). List that preset's panel models here instead"
             )
         return value
 
@@ -80,7 +81,9 @@ class WebSearchSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    provider: str = Field("searxng", description="A `litellm.asearch` provider: searxng, tavily, exa_ai, brave, perplexity, ...; keys from the env.")
+    provider: str = Field(
+        "searxng", description="A `litellm.asearch` provider: searxng, tavily, exa_ai, brave, perplexity, ...; keys from the env."
+    )
     api_base: str | None = Field(None, description="The search API's base URL (searxng: your instance; default $SEARXNG_API_BASE).")
     search_tool_name: str | None = Field(None, description="Inside the proxy: a `search_tools` entry to use instead of provider/api_base.")
     max_results: int = Field(5, ge=1, le=10, description="Results returned to the model per search.")
@@ -154,7 +157,9 @@ class FusionSpec(BaseModel):
         10.0, ge=0, description="Once min_quorum answered, seconds to wait for the rest before cancelling them; null waits for all."
     )
     panel_timeout: float | None = Field(None, gt=0, description="Seconds for the panel stage (default: the request's remaining time).")
-    judge_timeout: float | None = Field(None, gt=0, description="Seconds for the judge, repair call included (default: the remaining time).")
+    judge_timeout: float | None = Field(
+        None, gt=0, description="Seconds for the judge, repair call included (default: the remaining time)."
+    )
     short_circuit: Literal["off", "exact", "judge"] = Field(
         "off",
         description="Skip paid stages when the panel agrees: `exact` (normalised answers identical: no judge, no synthesizer), "
@@ -165,7 +170,8 @@ class FusionSpec(BaseModel):
     )
     max_prompt_chars: int = Field(400_000, gt=0, description="Largest conversation (characters of all message text) accepted.")
     expose: Exposure = Field(
-        "full", description="How much of the trace the caller gets: `full`, `summary` (no member texts) or `none`; clients may only lower it."
+        "full",
+        description="How much of the trace the caller gets: `full`, `summary` (no member texts) or `none`; clients may only lower it.",
     )
     clients: ClientPolicy = Field(default_factory=ClientPolicy, description="What proxy clients may override per request.")
     web: WebSpec = Field(default_factory=WebSpec, description="Web search and fetch for panel members.")
@@ -184,8 +190,7 @@ class FusionSpec(BaseModel):
     def _quorum_fits_panel(self) -> FusionSpec:
         if self.min_quorum is not None and self.min_quorum > len(self.panel):
             raise ValueError(
-                f"min_quorum={self.min_quorum} is larger than the panel ({len(self.panel)} members); "
-                "lower min_quorum or add members"
+                f"min_quorum={self.min_quorum} is larger than the panel ({len(self.panel)} members); lower min_quorum or add members"
             )
         return self
 
@@ -266,7 +271,9 @@ def load_presets_file(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]
     try:
         data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
     except OSError as exc:
-        raise FusionConfigError(f"cannot read presets file {file}: {exc.strerror}; check {PRESETS_ENV_VAR} or the path given to register(presets=...)") from None
+        raise FusionConfigError(
+            f"cannot read presets file {file}: {exc.strerror}; check {PRESETS_ENV_VAR} or the path given to register(presets=...)"
+        ) from None
     except yaml.YAMLError as exc:
         raise FusionConfigError(f"presets file {file} is not valid YAML: {exc}") from None
     if isinstance(data, dict) and isinstance(data.get("presets"), dict):

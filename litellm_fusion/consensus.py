@@ -32,6 +32,4 @@ def judge_found_full_consensus(analysis: dict[str, Any] | None) -> bool:
     """True when the judge reports agreement and no contradictions, partial coverage or blind spots."""
     if not analysis:
         return False
-    return bool(analysis.get("consensus")) and not any(
-        analysis.get(key) for key in ("contradictions", "partial_coverage", "blind_spots")
-    )
+    return bool(analysis.get("consensus")) and not any(analysis.get(key) for key in ("contradictions", "partial_coverage", "blind_spots"))

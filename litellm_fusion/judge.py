@@ -188,7 +188,7 @@ async def analyse(
     mode = "json_schema" if _supports_schema((aliases or {}).get(judge.model, judge.model)) else "prompt"
 
     async def call(call_messages: list[dict[str, Any]], role: str, extra: dict[str, Any]) -> str:
-        kwargs = member_kwargs(judge, spec, call_messages, timeout=timeout, extra=extra)
+        kwargs = member_kwargs(judge, spec, call_messages, extra=extra)
         response, record = await timed_call(complete, kwargs, role=role, member=judge, ledger=ledger)
         records.append(record)
         return response.choices[0].message.content or ""

@@ -58,7 +58,6 @@ def member_kwargs(
     spec: FusionSpec,
     messages: list[dict[str, Any]],
     *,
-    timeout: float,
     default_temperature: float | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -67,12 +66,16 @@ def member_kwargs(
     Keys whose value is None are left out: a None passed to a Router call overrides the deployment's own
     value. Retries default to the spec's (0), and the provider client's own retries are switched off
     too, so the number of upstream requests is exactly what the spec says.
+
+    LiteLLM gets a stable ``timeout`` (the member's own, else the spec's): it keys its HTTP-client cache
+    on it, so passing each call's remaining time would build a new client and connection per call. The
+    shrinking deadlines are enforced by the wall clock around each call instead (panel, judge, request).
     """
     retries = member.num_retries if member.num_retries is not None else spec.num_retries
     kwargs: dict[str, Any] = {
         "model": member.model,
         "messages": messages,
-        "timeout": min(member.timeout, timeout) if member.timeout else timeout,
+        "timeout": min(member.timeout or spec.timeout, spec.timeout),
         "num_retries": retries,
         "max_retries": 0,
         "temperature": member.temperature if member.temperature is not None else default_temperature,

@@ -118,7 +118,7 @@ async def _ask(
     secrets: tuple[str, ...],
 ) -> MemberOutcome:
     limit = min(member.timeout, timeout) if member.timeout else timeout
-    kwargs = member_kwargs(member, spec, messages, timeout=limit, default_temperature=spec.temperature)
+    kwargs = member_kwargs(member, spec, messages, default_temperature=spec.temperature)
     started = time.perf_counter()
     result: WebAnswer | None = None
     try:

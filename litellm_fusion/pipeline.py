@@ -107,9 +107,7 @@ class _Run:
     def names(self) -> dict[str, str]:
         """Letter → member name; a model listed twice in the panel is told apart as ``model#position``."""
         models = [m.model for m in self.spec.panel]
-        return {
-            letter: models[i] if models.count(models[i]) == 1 else f"{models[i]}#{i + 1}" for i, letter in self.letters.items()
-        }
+        return {letter: models[i] if models.count(models[i]) == 1 else f"{models[i]}#{i + 1}" for i, letter in self.letters.items()}
 
 
 def _with_sources(outcome: MemberOutcome) -> str:
@@ -120,9 +118,7 @@ def _with_sources(outcome: MemberOutcome) -> str:
 
 
 def _panel_report(outcomes: list[MemberOutcome]) -> str:
-    return "; ".join(
-        f"{o.model}: {o.status}" + (f" ({o.error.type}: {o.error.message})" if o.error else "") for o in outcomes
-    )
+    return "; ".join(f"{o.model}: {o.status}" + (f" ({o.error.type}: {o.error.message})" if o.error else "") for o in outcomes)
 
 
 async def _panel_and_judge(run: _Run) -> None:
@@ -251,7 +247,6 @@ async def run_fusion(
                         final_params=request.final_params,
                         complete=complete,
                         ledger=run.ledger,
-                        timeout=run.remaining(),
                     )
                 except Exception as exc:  # one fallback writer, then a mapped error
                     errors.append({"model": writer.model, **CallError.from_exception(exc, secrets=secrets_of(run.spec)).as_dict()})
@@ -302,7 +297,6 @@ async def stream_fusion(
                 final_params=request.final_params,
                 complete=complete,
                 ledger=run.ledger,
-                timeout=run.remaining(),
                 price_model=request.aliases.get(writer.model, writer.model),
             )
             sent_any = False

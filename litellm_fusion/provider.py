@@ -131,11 +131,14 @@ async def generic_stream(events: AsyncIterator[Any], expose: str = "full") -> As
     """Forward content and tool-call deltas as they arrive; the last one carries the summed usage with
     cost and, in ``provider_specific_fields["fusion"]``, the trace.
 
-    One chunk is held back so that usage and trace ride on a chunk with content: LiteLLM drops usage
-    from an empty finish chunk in some versions. LiteLLM then emits the finish reason on a trailing empty
-    chunk of its own, and the usage again on a ``choices: []`` chunk when ``include_usage`` is asked.
+    The first chunk goes out at once (time to first token); after it, one chunk is held back so that
+    usage and trace ride on the last chunk with content. (A stream of a single chunk ends with an empty
+    chunk carrying them, which LiteLLM accepts for generic chunks.) LiteLLM then emits the finish reason
+    on a trailing empty chunk of its own, and the usage again on a ``choices: []`` chunk when
+    ``include_usage`` is asked.
     """
     held: GenericStreamingChunk | None = None
+    sent_first = False
     finish_reason = "stop"
     async for event in events:
         if isinstance(event, FusionDone):
@@ -155,6 +158,10 @@ async def generic_stream(events: AsyncIterator[Any], expose: str = "full") -> As
                 finish_reason = chunk["finish_reason"]
                 chunk["finish_reason"] = ""
             if not chunk["text"] and chunk.get("tool_use") is None:
+                continue
+            if not sent_first:
+                sent_first = True
+                yield chunk
                 continue
             if held is not None:
                 yield held
@@ -184,7 +191,9 @@ class FusionLLM(CustomLLM):
         self.router = router
         self.fetcher_factory = fetcher_factory
 
-    def _prepare(self, model: str, messages: Any, optional_params: dict[str, Any], litellm_params: dict[str, Any] | None, timeout: Any) -> tuple[FusionRequest, CompleteFn]:
+    def _prepare(
+        self, model: str, messages: Any, optional_params: dict[str, Any], litellm_params: dict[str, Any] | None, timeout: Any
+    ) -> tuple[FusionRequest, CompleteFn]:
         if _INSIDE_FUSION.get():
             raise FusionConfigError(f"fusion/{model} was called from inside a fusion call; fusion models cannot be nested (recursion)")
         in_proxy = proxy_router()
@@ -201,7 +210,17 @@ class FusionLLM(CustomLLM):
         )
         return request, routed_complete(router, self.complete)
 
-    async def acompletion(self, *, model: str, messages: Any, model_response: ModelResponse, optional_params: dict[str, Any], litellm_params: dict[str, Any] | None = None, timeout: Any = None, **_: Any) -> ModelResponse:  # type: ignore[override]
+    async def acompletion(
+        self,
+        *,
+        model: str,
+        messages: Any,
+        model_response: ModelResponse,
+        optional_params: dict[str, Any],
+        litellm_params: dict[str, Any] | None = None,
+        timeout: Any = None,
+        **_: Any,
+    ) -> ModelResponse:  # type: ignore[override]
         """Run a fusion call and fill ``model_response`` with the answer, summed usage and cost, and trace."""
         request, complete = self._prepare(model, messages, optional_params, litellm_params, timeout)
         token = _INSIDE_FUSION.set(True)
@@ -211,7 +230,16 @@ class FusionLLM(CustomLLM):
             _INSIDE_FUSION.reset(token)
         return fill_response(model_response, result, model, request.spec.expose)
 
-    async def astreaming(self, *, model: str, messages: Any, optional_params: dict[str, Any], litellm_params: dict[str, Any] | None = None, timeout: Any = None, **_: Any) -> AsyncIterator[GenericStreamingChunk]:  # type: ignore[override]
+    async def astreaming(
+        self,
+        *,
+        model: str,
+        messages: Any,
+        optional_params: dict[str, Any],
+        litellm_params: dict[str, Any] | None = None,
+        timeout: Any = None,
+        **_: Any,
+    ) -> AsyncIterator[GenericStreamingChunk]:  # type: ignore[override]
         """Stream the synthesizer's answer; the panel and the judge finish before the first chunk."""
         request, complete = self._prepare(model, messages, optional_params, litellm_params, timeout)
         # Set and reset around each step: a generator's context must not leak into the consumer's.

@@ -96,7 +96,10 @@ def build_request(
         configured = deployment_spec(router, litellm_params) or {}
         # LiteLLM hands over the deployment's dict when the client sent none: that is not an override.
         if optional_params.get("fusion") == configured:
-            requested = {**openrouter_overrides(optional_params.get("plugins")), **fusion_overrides({"extra_body": optional_params.get("extra_body")})}
+            requested = {
+                **openrouter_overrides(optional_params.get("plugins")),
+                **fusion_overrides({"extra_body": optional_params.get("extra_body")}),
+            }
         proxy_models = router_names(router) - fusion_model_names(router)
         spec = presets.resolve(model, configured, client_overrides=requested, check_client=ClientVetter(proxy_models))
     else:

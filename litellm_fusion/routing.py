@@ -43,11 +43,7 @@ def fusion_model_names(router: Any | None) -> set[str]:
     """The Router's ``model_name``s that are themselves fusion models (not allowed as members)."""
     if router is None:
         return set()
-    return {
-        d["model_name"]
-        for d in _deployments(router)
-        if str((d.get("litellm_params") or {}).get("model", "")).startswith("fusion/")
-    }
+    return {d["model_name"] for d in _deployments(router) if str((d.get("litellm_params") or {}).get("model", "")).startswith("fusion/")}
 
 
 def underlying_models(router: Any | None) -> dict[str, str]:
@@ -66,14 +62,17 @@ def deployment_spec(router: Any | None, litellm_params: dict[str, Any]) -> dict[
     """The ``fusion`` dict configured on the deployment serving this request, found by its model id.
 
     LiteLLM replaces a deployment's custom params with the request's, so the handler cannot tell them
-    apart from ``optional_params`` alone; the Router still holds the configured value.
+    apart from ``optional_params`` alone; the Router still holds the configured value. When a client
+    sends its own credentials the Router serves a per-request copy with a new id; the configured one is
+    then ``original_model_id``.
     """
     if router is None:
         return None
     metadata = litellm_params.get("metadata") or {}
-    model_id = (metadata.get("model_info") or {}).get("id") or (litellm_params.get("model_info") or {}).get("id")
+    info = {**(litellm_params.get("model_info") or {}), **(metadata.get("model_info") or {})}
+    wanted = {info.get("original_model_id"), info.get("id")} - {None}
     for deployment in _deployments(router):
-        if model_id and (deployment.get("model_info") or {}).get("id") == model_id:
+        if (deployment.get("model_info") or {}).get("id") in wanted:
             spec = (deployment.get("litellm_params") or {}).get("fusion")
             return dict(spec) if isinstance(spec, dict) else {}
     return None

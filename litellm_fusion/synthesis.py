@@ -34,12 +34,6 @@ def synthesis_messages(
     return [{"role": "system", "content": prompts.synthesizer_brief(answers, analysis, nonce)}, *messages]
 
 
-def _kwargs(
-    writer: MemberSpec, spec: FusionSpec, messages: list[dict[str, Any]], final_params: dict[str, Any], timeout: float
-) -> dict[str, Any]:
-    return member_kwargs(writer, spec, messages, timeout=timeout, extra=final_params)
-
-
 async def synthesize(
     *,
     writer: MemberSpec,
@@ -48,10 +42,12 @@ async def synthesize(
     final_params: dict[str, Any],
     complete: CompleteFn,
     ledger: UsageLedger,
-    timeout: float,
 ) -> tuple[Any, CallRecord]:
-    """One non-streaming synthesizer call; returns the nested response (to copy from) and its record."""
-    kwargs = _kwargs(writer, spec, messages, final_params, timeout)
+    """One non-streaming synthesizer call; returns the nested response (to copy from) and its record.
+
+    Its deadline is the request's, enforced around the call by the pipeline.
+    """
+    kwargs = member_kwargs(writer, spec, messages, extra=final_params)
     return await timed_call(complete, kwargs, role="synthesizer", member=writer, ledger=ledger)
 
 
@@ -63,14 +59,13 @@ async def stream_synthesis(
     final_params: dict[str, Any],
     complete: CompleteFn,
     ledger: UsageLedger,
-    timeout: float,
     price_model: str | None = None,
 ) -> AsyncIterator[Any]:
     """Stream the synthesizer's chunks as they arrive; its usage and cost go into ``ledger`` at the end.
 
     ``price_model`` is the LiteLLM model to price the stream by (the model behind a Router name).
     """
-    kwargs = _kwargs(writer, spec, messages, final_params, timeout)
+    kwargs = member_kwargs(writer, spec, messages, extra=final_params)
     kwargs.update(stream=True, stream_options={"include_usage": True})
     started = time.perf_counter()
     stream = await complete(**kwargs)

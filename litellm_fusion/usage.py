@@ -68,9 +68,7 @@ def cost_of(
     if input_price is not None or output_price is not None:
         return prompt_tokens * (input_price or 0.0) + completion_tokens * (output_price or 0.0)
     try:
-        prompt_cost, completion_cost = litellm.cost_per_token(
-            model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
-        )
+        prompt_cost, completion_cost = litellm.cost_per_token(model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
     except Exception:  # unmapped model: LiteLLM raises; an unknown price is not an error here
         return None
     return float(prompt_cost + completion_cost)

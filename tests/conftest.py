@@ -46,9 +46,7 @@ def upstream(model: str) -> str:
 def analysis_for(body: dict[str, Any]) -> dict[str, Any]:
     """A valid analysis naming, by letter, every answer block present in the judge prompt."""
     # Only the user turn: the judge's system prompt describes the format with a placeholder "ANSWER X".
-    prompt = "\n".join(
-        m["content"] for m in body.get("messages", []) if m.get("role") == "user" and isinstance(m.get("content"), str)
-    )
+    prompt = "\n".join(m["content"] for m in body.get("messages", []) if m.get("role") == "user" and isinstance(m.get("content"), str))
     letters = sorted(set(re.findall(r"<<<ANSWER ([A-Z]) ", prompt))) or ["A"]
     return {
         "consensus": [CONSENSUS_MARKER],

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import litellm
-from litellm.types.utils import ModelResponse, ModelResponseStream, StreamingChoices, Delta
+from litellm.types.utils import Delta, ModelResponse, ModelResponseStream, StreamingChoices
 
 
 @dataclass

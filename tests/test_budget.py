@@ -14,7 +14,9 @@ MESSAGES = [{"role": "user", "content": "What is 2+2?"}]
 
 
 def build(fusion: dict, messages=MESSAGES):
-    return build_request(model="custom", messages=messages, optional_params={"fusion": fusion}, litellm_params={}, timeout=None, presets=PresetStore())
+    return build_request(
+        model="custom", messages=messages, optional_params={"fusion": fusion}, litellm_params={}, timeout=None, presets=PresetStore()
+    )
 
 
 def spec(**extra) -> dict:
@@ -35,7 +37,9 @@ def test_estimate_is_an_upper_bound_computed_from_the_price_map():
 def test_over_the_cap_is_a_400_naming_both_numbers():
     with pytest.raises(FusionConfigError) as info:
         build(spec(max_cost=1e-7))
-    assert info.value.status_code == 400 and "above max_cost=$0.000000" in str(info.value) and "estimated worst-case cost $" in str(info.value)
+    assert (
+        info.value.status_code == 400 and "above max_cost=$0.000000" in str(info.value) and "estimated worst-case cost $" in str(info.value)
+    )
 
 
 def test_under_the_cap_is_accepted_and_the_estimate_is_kept():

@@ -29,7 +29,10 @@ def test_every_field_has_a_description():
     ("overrides", "needle"),
     [
         ({"panel": ["openai/a"], "judge": "openai/j", "bogus": 1}, "fusion.bogus: unknown field"),
-        ({"panel": [{"model": "openai/a", "temp": 1}], "judge": "openai/j"}, "fusion.panel[0].temp: unknown field; allowed fields are: model"),
+        (
+            {"panel": [{"model": "openai/a", "temp": 1}], "judge": "openai/j"},
+            "fusion.panel[0].temp: unknown field; allowed fields are: model",
+        ),
         ({"panel": [{"model": "openai/a", "temperature": "hot"}], "judge": "openai/j"}, "fusion.panel[0].temperature"),
         ({"panel": [], "judge": "openai/j"}, "fusion.panel"),
         ({"panel": ["openai/a"] * 9, "judge": "openai/j"}, "at most 8"),

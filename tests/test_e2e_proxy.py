@@ -494,15 +494,6 @@ def test_upstream_sees_only_deployment_keys_never_client_headers_or_keys(client:
         assert client_key not in values
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "package bug: routing.deployment_spec() finds the deployment only by metadata.model_info.id; with a "
-        "client-side api_key LiteLLM's Router routes a per-request copy whose id is new (the configured id is in "
-        "model_info.original_model_id), so build_request() sees no configured spec and answers 400 "
-        "'fusion.panel: required; fusion.judge: required'"
-    ),
-)
 def test_client_api_key_in_body_is_ignored_or_refused_by_name(client: openai.OpenAI, upstream: ScriptedServer):
     client_key = "sk-client-key-" + "beef01"
     try:
@@ -674,15 +665,6 @@ def test_example_config_budget_allowed_override(example_client: openai.OpenAI, u
     assert upstream.stats()["by_model"] == {ids["gpt-5.5"]: 1, ids["gpt-5.4-mini"]: 2}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "package bug (config.example.yaml): it configures `fallbacks` for fusion-budget/fusion-frontier but not "
-        "`router_settings: {fallback_on_unsupported_params: false}`; LiteLLM 1.108.7's Router defaults that to true "
-        "and so falls back on any 400, so a refused client override (FusionConfigError) is answered 200 by the solo "
-        "fallback gpt-5.4-mini (x-litellm-attempted-fallbacks: 1) instead of a 400 naming the field"
-    ),
-)
 @pytest.mark.parametrize(
     ("fusion", "field"),
     [

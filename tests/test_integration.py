@@ -15,13 +15,6 @@ from typing import Any
 
 import litellm
 import pytest
-from litellm.integrations.custom_logger import CustomLogger
-
-import litellm_fusion
-from litellm_fusion import prompts
-from litellm_fusion.errors import FusionConfigError
-from litellm_fusion.testing import Script, ScriptedServer, ToolCall
-
 from conftest import (
     CONSENSUS_MARKER,
     JUDGE_MODEL,
@@ -34,6 +27,12 @@ from conftest import (
     member,
     upstream,
 )
+from litellm.integrations.custom_logger import CustomLogger
+
+import litellm_fusion
+from litellm_fusion import prompts
+from litellm_fusion.errors import FusionConfigError
+from litellm_fusion.testing import Script, ScriptedServer, ToolCall
 
 pytestmark = pytest.mark.integration
 
@@ -340,11 +339,7 @@ CLIENT_FORMAT = {
 
 
 def _is_judge_format(value: Any) -> bool:
-    return (
-        isinstance(value, dict)
-        and value.get("type") == "json_schema"
-        and value.get("json_schema", {}).get("name") == "fusion_analysis"
-    )
+    return isinstance(value, dict) and value.get("type") == "json_schema" and value.get("json_schema", {}).get("name") == "fusion_analysis"
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
@@ -398,12 +393,7 @@ async def test_synthesizer_tool_calls_stream(upstream_server, spec, sync):
     assert json.loads(call.function.arguments) == arguments
 
     # The same by hand: concatenated argument deltas.
-    pieces = [
-        tc.function.arguments or ""
-        for c in chunks
-        if c.choices
-        for tc in (c.choices[0].delta.tool_calls or [])
-    ]
+    pieces = [tc.function.arguments or "" for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
     assert json.loads("".join(pieces)) == arguments
 
 
@@ -742,7 +732,9 @@ async def test_trace_shape(upstream_server, spec):
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         }
-        assert entry["cost"] == pytest.approx(sum(litellm.cost_per_token(model=entry["model"], prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)), rel=1e-9)
+        assert entry["cost"] == pytest.approx(
+            sum(litellm.cost_per_token(model=entry["model"], prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)), rel=1e-9
+        )
 
     analysis = trace["analysis"]
     assert analysis["consensus"] == [CONSENSUS_MARKER]
@@ -762,7 +754,9 @@ async def test_trace_shape(upstream_server, spec):
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         }
-        assert entry["cost"] == pytest.approx(sum(litellm.cost_per_token(model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)), rel=1e-9)
+        assert entry["cost"] == pytest.approx(
+            sum(litellm.cost_per_token(model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)), rel=1e-9
+        )
     assert trace["judge"]["calls"] == 1
     assert trace["judge"]["structured_output"] == "json_schema"
 

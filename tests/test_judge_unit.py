@@ -33,7 +33,12 @@ def test_parse_turns_a_lone_string_into_a_list():
 
 @pytest.mark.parametrize(
     ("text", "reason"),
-    [("no json here", "not_valid_json"), ('{"consensus": 3', "not_valid_json"), ('{"consensus": 3}', "schema_mismatch"), ("[1, 2]", "schema_mismatch")],
+    [
+        ("no json here", "not_valid_json"),
+        ('{"consensus": 3', "not_valid_json"),
+        ('{"consensus": 3}', "schema_mismatch"),
+        ("[1, 2]", "schema_mismatch"),
+    ],
 )
 def test_parse_failures_are_typed(text, reason):
     from litellm_fusion.judge import AnalysisParseError

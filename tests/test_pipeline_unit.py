@@ -20,7 +20,9 @@ MESSAGES = [{"role": "system", "content": "Be terse."}, {"role": "user", "conten
 
 def request(panel=("openai/a", "openai/b", "openai/c"), timeout=5.0, final_params=None, **spec) -> FusionRequest:
     full = {"panel": list(panel), "judge": "openai/judge", "synthesizer": "openai/writer", **spec}
-    return FusionRequest(name="t", spec=FusionSpec.model_validate(full), messages=MESSAGES, final_params=final_params or {}, timeout=timeout)
+    return FusionRequest(
+        name="t", spec=FusionSpec.model_validate(full), messages=MESSAGES, final_params=final_params or {}, timeout=timeout
+    )
 
 
 def fake(**overrides) -> FakeCompletion:
@@ -94,7 +96,12 @@ async def test_judge_failure_still_synthesizes_from_raw_answers():
 
 
 async def test_synthesizer_failure_falls_back_to_the_judge_model_once():
-    seam = fake(**{"openai/writer": Reply(error=error(litellm.InternalServerError, "writer down")), "openai/judge": [Reply(ANALYSIS), Reply("fallback answer")]})
+    seam = fake(
+        **{
+            "openai/writer": Reply(error=error(litellm.InternalServerError, "writer down")),
+            "openai/judge": [Reply(ANALYSIS), Reply("fallback answer")],
+        }
+    )
     result = await run_fusion(request(), complete=seam)
     assert result.response.choices[0].message.content == "fallback answer"
     synth = result.trace["synthesizer"]
@@ -145,7 +152,9 @@ async def test_stream_yields_synthesizer_chunks_then_the_sums():
 
 
 async def test_stream_synthesizer_failure_before_first_chunk_falls_back():
-    seam = fake(**{"openai/writer": Reply(error=error(litellm.InternalServerError)), "openai/judge": [Reply(ANALYSIS), Reply("from judge")]})
+    seam = fake(
+        **{"openai/writer": Reply(error=error(litellm.InternalServerError)), "openai/judge": [Reply(ANALYSIS), Reply("from judge")]}
+    )
     items = [item async for item in stream_fusion(request(), complete=seam)]
     assert "".join(c.choices[0].delta.content or "" for c in items[:-1]) == "from judge"
     assert items[-1].trace["synthesizer"]["model"] == "openai/judge"

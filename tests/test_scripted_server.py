@@ -321,7 +321,10 @@ def test_main_entry_point_prints_url_and_serves(tmp_path):
     try:
         base_url = proc.stdout.readline().strip()
         assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
-        post = lambda model: _HTTP.post(f"{base_url}/chat/completions", json={"model": model}).json()
+
+        def post(model: str) -> dict:
+            return _HTTP.post(f"{base_url}/chat/completions", json={"model": model}).json()
+
         assert post("model-a")["choices"][0]["message"]["content"] == "from yaml"
         call = post("model-b")["choices"][0]["message"]["tool_calls"][0]["function"]
         assert call["name"] == "web_search" and json.loads(call["arguments"]) == {"query": "x"}

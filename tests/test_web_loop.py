@@ -78,7 +78,9 @@ class FixtureSite:
     async def _page(self, request: web.Request) -> web.Response:
         self.fetched.append(request.path)
         if request.path == "/keeper":
-            return web.Response(text="<html><title>Keeper's log</title><body><p>Lit every night.</p></body></html>", content_type="text/html")
+            return web.Response(
+                text="<html><title>Keeper's log</title><body><p>Lit every night.</p></body></html>", content_type="text/html"
+            )
         return web.Response(text=ARTICLE.format(other=f"{self.base}/keeper"), content_type="text/html")
 
 
@@ -134,7 +136,9 @@ def researcher(site: FixtureSite, final: str) -> list[Script]:
 
 
 def ask(**kwargs: Any) -> Any:
-    return litellm.completion(model="webfusion/research", messages=[{"role": "user", "content": "How tall is the Cape Fable lighthouse?"}], **kwargs)
+    return litellm.completion(
+        model="webfusion/research", messages=[{"role": "user", "content": "How tall is the Cape Fable lighthouse?"}], **kwargs
+    )
 
 
 def test_members_search_fetch_and_cite_and_the_judge_sees_the_sources(models, site, handler):

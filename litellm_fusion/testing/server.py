@@ -267,9 +267,7 @@ class ScriptedServer:
         app.router.add_get("/health", self._handle_health)
         # handler_cancellation: since aiohttp 3.9 handlers are otherwise never told that the
         # client went away, and disconnect accounting is the point of this server.
-        runner = web.AppRunner(
-            app, handler_cancellation=True, shutdown_timeout=self._shutdown_timeout, access_log=None
-        )
+        runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=self._shutdown_timeout, access_log=None)
         await runner.setup()
         try:
             await web.TCPSite(runner, self._host, self._port).start()
@@ -423,24 +421,18 @@ class ScriptedServer:
         finally:
             self._finish(exchange, disconnected=disconnected)
 
-    async def _play(
-        self, request: web.Request, exchange: _Exchange, body: dict[str, Any], script: Script
-    ) -> web.StreamResponse:
+    async def _play(self, request: web.Request, exchange: _Exchange, body: dict[str, Any], script: Script) -> web.StreamResponse:
         if script.latency:
             await asyncio.sleep(script.latency)
         if script.hang:
             await asyncio.Event().wait()  # only cancellation (client gone, or stop()) ends this
         if script.status != 200:
-            return await self._send_error(
-                request, exchange, script.status, script.error_message, script.retry_after
-            )
+            return await self._send_error(request, exchange, script.status, script.error_message, script.retry_after)
         stream = body.get("stream") is True
         if script.malformed:
             broken = b'{"id": "chatcmpl-broken", "choices": ['
             if stream:
-                return await self._send(
-                    request, exchange, b"data: " + broken + b"\n\ndata: [DONE]\n\n", "text/event-stream"
-                )
+                return await self._send(request, exchange, b"data: " + broken + b"\n\ndata: [DONE]\n\n", "text/event-stream")
             return await self._send(request, exchange, broken, "application/json")
         try:
             text = None if script.tool_calls is not None else _render_text(script, body)
@@ -621,8 +613,7 @@ def script_from_dict(data: Mapping[str, Any] | None) -> Script:
         raise ValueError(f"unknown Script fields {sorted(unknown)}; valid fields: {sorted(valid)}")
     if kwargs.get("tool_calls") is not None:
         kwargs["tool_calls"] = [
-            call if isinstance(call, ToolCall) else ToolCall(call["name"], call.get("arguments", {}))
-            for call in kwargs["tool_calls"]
+            call if isinstance(call, ToolCall) else ToolCall(call["name"], call.get("arguments", {})) for call in kwargs["tool_calls"]
         ]
     return Script(**kwargs)
 

@@ -58,7 +58,9 @@ async def client_loop(
     tools = [*(native_tools or []), *toolbox.schemas(search=offer_search)]
     records: list[CallRecord] = []
     for _ in range(toolbox.spec.max_tool_calls + 1):
-        response, record = await timed_call(complete, {**kwargs, "messages": messages, "tools": tools}, role="panel", member=member, ledger=ledger)
+        response, record = await timed_call(
+            complete, {**kwargs, "messages": messages, "tools": tools}, role="panel", member=member, ledger=ledger
+        )
         records.append(record)
         message = response.choices[0].message
         # Check the calls, not finish_reason: some backends say "stop" with tool calls attached. Calls the

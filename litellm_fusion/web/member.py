@@ -103,7 +103,14 @@ async def answer_with_web(
         sources = {s.url: s for s in toolbox.sources.values()}
         for source in sources_from_response(response):
             sources.setdefault(source.url, source)
-        return WebAnswer(response=response, records=tuple(records), mode=used, sources=tuple(sources.values()), tool_calls=tuple(toolbox.calls), notes=notes)
+        return WebAnswer(
+            response=response,
+            records=tuple(records),
+            mode=used,
+            sources=tuple(sources.values()),
+            tool_calls=tuple(toolbox.calls),
+            notes=notes,
+        )
 
     if mode == "native":
         # With aliases, a Router name stays the model (routable); providers needing a rewrite get no plan.

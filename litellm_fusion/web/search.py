@@ -86,9 +86,7 @@ def make_search(spec: WebSearchSpec, *, router: Any | None = None, timeout: floa
     async def search(query: str, max_results: int) -> SearchOutcome:
         started = time.perf_counter()
         try:
-            response = await litellm.asearch(
-                query=query, search_provider=provider, max_results=max_results, timeout=timeout, **call_params
-            )
+            response = await litellm.asearch(query=query, search_provider=provider, max_results=max_results, timeout=timeout, **call_params)
         except Exception as exc:  # the model is told the search failed; the member goes on
             message = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
             return SearchOutcome(query=query, error=f"search failed: {message}", latency_ms=(time.perf_counter() - started) * 1000)

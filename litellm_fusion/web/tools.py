@@ -12,8 +12,8 @@ import asyncio
 import json
 import re
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import WebFetchSpec, WebSpec
@@ -39,7 +39,11 @@ WEB_SEARCH_TOOL = {
     "function": {
         "name": "web_search",
         "description": "Search the web. Returns up to a few results, each with title, url and snippet.",
-        "parameters": {"type": "object", "properties": {"query": {"type": "string", "description": "The search query."}}, "required": ["query"]},
+        "parameters": {
+            "type": "object",
+            "properties": {"query": {"type": "string", "description": "The search query."}},
+            "required": ["query"],
+        },
     },
 }
 WEB_FETCH_TOOL = {
@@ -71,7 +75,11 @@ def default_fetcher(spec: WebFetchSpec) -> FetcherLike:
     from .fetch import Fetcher, FetchLimits
 
     limits = FetchLimits(
-        max_bytes=spec.max_bytes, max_chars=spec.max_chars, timeout=spec.timeout, max_redirects=spec.max_redirects, respect_robots=spec.respect_robots
+        max_bytes=spec.max_bytes,
+        max_chars=spec.max_chars,
+        timeout=spec.timeout,
+        max_redirects=spec.max_redirects,
+        respect_robots=spec.respect_robots,
     )
     return Fetcher(limits)
 
@@ -99,7 +107,13 @@ class ToolCallRecord:
 
     def as_dict(self) -> dict[str, Any]:
         """The trace form."""
-        return {"name": self.name, "argument": self.argument, "status": self.status, "error": self.error, "latency_ms": round(self.latency_ms, 1)}
+        return {
+            "name": self.name,
+            "argument": self.argument,
+            "status": self.status,
+            "error": self.error,
+            "latency_ms": round(self.latency_ms, 1),
+        }
 
 
 @dataclass
@@ -163,7 +177,9 @@ class MemberToolbox:
                        cost=outcome.cost if outcome.error is None else 0.0, latency_ms=outcome.latency_ms)
         )  # fmt: skip
         status = "error" if outcome.error else "ok"
-        self.calls.append(ToolCallRecord(name="web_search", argument=query, status=status, error=outcome.error, latency_ms=outcome.latency_ms))
+        self.calls.append(
+            ToolCallRecord(name="web_search", argument=query, status=status, error=outcome.error, latency_ms=outcome.latency_ms)
+        )
         if outcome.error:
             return _tool_message(call, {"query": query, "error": outcome.error})
         from .citations import Source
@@ -178,7 +194,9 @@ class MemberToolbox:
         started = time.perf_counter()
         page = await self.fetcher.fetch(url)  # type: ignore[union-attr]
         latency_ms = (time.perf_counter() - started) * 1000
-        self.calls.append(ToolCallRecord(name="web_fetch", argument=url, status="error" if page.error else "ok", error=page.error, latency_ms=latency_ms))
+        self.calls.append(
+            ToolCallRecord(name="web_fetch", argument=url, status="error" if page.error else "ok", error=page.error, latency_ms=latency_ms)
+        )
         if page.error:
             return _tool_message(call, {"url": url, "error": page.error})
         from .citations import Source
