@@ -160,6 +160,11 @@ class FusionSpec(BaseModel):
     judge_timeout: float | None = Field(
         None, gt=0, description="Seconds for the judge, repair call included (default: the remaining time)."
     )
+    judge_output: Literal["auto", "json_schema", "json_object", "prompt"] = Field(
+        "auto",
+        description="How the judge is asked for JSON: `auto` tries json_schema (when LiteLLM knows the model supports it), then "
+        "json_object with a schema, then the prompt alone; each backend refusal (a 400) falls through to the next.",
+    )
     short_circuit: Literal["off", "exact", "judge"] = Field(
         "off",
         description="Skip paid stages when the panel agrees: `exact` (normalised answers identical: no judge, no synthesizer), "

@@ -91,7 +91,19 @@ ANALYSIS_SCHEMA: dict[str, Any] = _strict(
 )
 """JSON schema sent as ``response_format`` to judges that support structured output."""
 
-_RESPONSE_FORMAT = {"type": "json_schema", "json_schema": {"name": "fusion_analysis", "schema": ANALYSIS_SCHEMA, "strict": True}}
+_RESPONSE_FORMATS: dict[str, dict[str, Any]] = {
+    "json_schema": {"response_format": {"type": "json_schema", "json_schema": {"name": "fusion_analysis", "schema": ANALYSIS_SCHEMA, "strict": True}}},
+    # llama.cpp-style servers refuse json_schema but constrain output with a schema under json_object.
+    "json_object": {"response_format": {"type": "json_object", "schema": ANALYSIS_SCHEMA}},
+    "prompt": {},
+}
+
+
+def output_modes(requested: str, supports_schema: bool) -> list[str]:
+    """The structured-output modes to try in order; each refused one (a 400) falls through to the next."""
+    if requested == "auto":
+        return ["json_schema", "json_object", "prompt"] if supports_schema else ["json_object", "prompt"]
+    return [requested] if requested == "prompt" else [requested, "prompt"]
 
 
 class AnalysisParseError(ValueError):
@@ -135,7 +147,7 @@ class JudgeOutcome:
     error: CallError | None
     records: tuple[CallRecord, ...]
     structured_output: str
-    """How the analysis was obtained: ``json_schema`` or ``prompt``."""
+    """How the analysis was asked for: ``json_schema``, ``json_object`` or ``prompt`` (after any refusals)."""
 
 
 def _unletter(analysis: Analysis, names: dict[str, str]) -> dict[str, Any]:
@@ -185,7 +197,8 @@ async def analyse(
         {"role": "user", "content": prompts.judge_user_prompt(messages, answers, nonce)},
     ]
     records: list[CallRecord] = []
-    mode = "json_schema" if _supports_schema((aliases or {}).get(judge.model, judge.model)) else "prompt"
+    modes = output_modes(spec.judge_output, _supports_schema((aliases or {}).get(judge.model, judge.model)))
+    mode = modes[0]
 
     async def call(call_messages: list[dict[str, Any]], role: str, extra: dict[str, Any]) -> str:
         kwargs = member_kwargs(judge, spec, call_messages, extra=extra)
@@ -205,14 +218,16 @@ async def analyse(
 
     async def steps() -> JudgeOutcome:
         nonlocal mode
-        try:
-            text = await call(base, "judge", {"response_format": _RESPONSE_FORMAT} if mode == "json_schema" else {})
-        except litellm.BadRequestError:
-            if mode != "json_schema":
+        for mode in modes:
+            try:
+                text = await call(base, "judge", _RESPONSE_FORMATS[mode])
+                break
+            except litellm.ContextWindowExceededError:
                 raise
-            # The backend refused structured output (e.g. llama.cpp servers): ask in the prompt instead.
-            mode = "prompt"
-            text = await call(base, "judge", {})
+            except litellm.BadRequestError:
+                # The backend refused this kind of structured output: try the next, down to the prompt.
+                if mode == modes[-1]:
+                    raise
         if not text.strip():
             return outcome(None, "empty")
         try:

@@ -80,18 +80,39 @@ async def test_structured_output_is_requested_when_the_model_supports_it():
     assert outcome.structured_output == "json_schema"
 
 
-async def test_backend_refusing_json_schema_degrades_to_prompt():
-    refused = error(litellm.BadRequestError, "response_format json_schema not supported")
+async def test_backend_refusals_degrade_json_schema_to_json_object_to_prompt():
+    refused = error(litellm.BadRequestError, "response_format not supported")
     fake = FakeCompletion({"openai/gpt-4o": [Reply(error=refused), Reply(json.dumps(GOOD))]})
     outcome = await run_judge(fake)
+    assert outcome.failed_reason is None and outcome.structured_output == "json_object"
+    assert fake.calls[1]["response_format"]["type"] == "json_object"
+
+    fake = FakeCompletion({"openai/gpt-4o": [Reply(error=refused), Reply(error=refused), Reply(json.dumps(GOOD))]})
+    outcome = await run_judge(fake)
     assert outcome.failed_reason is None and outcome.structured_output == "prompt"
-    assert "response_format" not in fake.calls[1]
+    assert [c.get("response_format", {}).get("type") for c in fake.calls] == ["json_schema", "json_object", None]
 
 
-async def test_unknown_model_gets_prompt_only_and_one_repair():
+def test_output_modes_per_setting():
+    from litellm_fusion.judge import output_modes
+
+    assert output_modes("auto", True) == ["json_schema", "json_object", "prompt"]
+    assert output_modes("auto", False) == ["json_object", "prompt"]
+    assert output_modes("json_object", True) == ["json_object", "prompt"]
+    assert output_modes("prompt", True) == ["prompt"]
+
+
+async def test_a_context_window_error_is_not_mistaken_for_a_refusal():
+    too_long = error(litellm.ContextWindowExceededError, "context length exceeded")
+    fake = FakeCompletion({"openai/gpt-4o": [Reply(error=too_long), Reply(json.dumps(GOOD))]})
+    outcome = await run_judge(fake)
+    assert outcome.failed_reason == "upstream_error" and len(fake.calls) == 1
+
+
+async def test_unknown_model_gets_json_object_with_schema_and_one_repair():
     fake = FakeCompletion({"openai/local-x": [Reply("I think A is right."), Reply(json.dumps(GOOD))]})
     outcome = await run_judge(fake, judge="openai/local-x")
-    assert "response_format" not in fake.calls[0]
+    assert fake.calls[0]["response_format"]["type"] == "json_object" and "consensus" in fake.calls[0]["response_format"]["schema"]["properties"]
     assert len(fake.calls) == 2 and outcome.failed_reason is None
     assert "I think A is right." in fake.calls[1]["messages"][1]["content"]
     assert [r.role for r in outcome.records] == ["judge", "judge_repair"]
