@@ -251,3 +251,25 @@ def test_forcing_native_on_a_provider_without_it_is_a_400():
     fusion = FusionSpec.model_validate({"panel": [{"model": "mistral/mistral-large-latest", "web": "native"}], "judge": "openai/gpt-4o"})
     with pytest.raises(FusionConfigError, match="no native web tools"):
         member_web_mode(fusion.panel[0], fusion, {})
+
+
+async def test_inside_the_proxy_a_configured_search_tool_is_used(site, monkeypatch):
+    """`search_tool_name` picks an entry of the Router's `search_tools`, with its provider, base and key."""
+    from types import SimpleNamespace
+
+    from litellm_fusion.config import WebSearchSpec
+    from litellm_fusion.web.search import make_search
+
+    monkeypatch.setenv("FAKE_SEARX_KEY", "sk-search-secret")
+    router = SimpleNamespace(
+        search_tools=[
+            {"search_tool_name": "other", "litellm_params": {"search_provider": "tavily"}},
+            {"search_tool_name": "web", "litellm_params": {"search_provider": "searxng", "api_base": site.base, "api_key": "os.environ/FAKE_SEARX_KEY"}},
+        ]
+    )
+    search = make_search(WebSearchSpec(search_tool_name="web"), router=router)
+    outcome = await search("lighthouse", 5)
+    assert outcome.error is None and [h.url for h in outcome.hits][0] == f"{site.base}/article"
+    assert site.searches[-1] == "lighthouse"
+    with pytest.raises(litellm.BadRequestError, match="no search tool 'missing'"):
+        make_search(WebSearchSpec(search_tool_name="missing"), router=router)
