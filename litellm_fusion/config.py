@@ -5,7 +5,8 @@ A spec is resolved once per request, before any upstream call:
 1. the preset named by the model (``fusion/<preset>``): built-in, or from a user presets YAML file;
 2. deep-merged with the request's ``fusion={...}`` (and ``extra_body={"fusion": ...}``):
    dicts merge key by key, recursively; any other value (a list such as ``panel``, a string, a number)
-   replaces the preset's value whole; an explicit ``null`` resets the key to its default;
+   replaces the preset's value whole; an explicit ``null`` sets the field to null, which for an optional
+   field means unset (``synthesizer: null``: the judge writes; ``straggler_grace: null``: wait for all);
 3. validated. Anything wrong raises :class:`~litellm_fusion.errors.FusionConfigError` (HTTP 400) that
    names the field and the fix.
 """
@@ -211,12 +212,10 @@ class FusionSpec(BaseModel):
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``override`` over ``base``: dicts recursively, anything else replaced, ``None`` removes the key."""
+    """Merge ``override`` over ``base``: dicts recursively, anything else (``None`` included) replaced."""
     merged = copy.deepcopy(base)
     for key, value in override.items():
-        if value is None:
-            merged.pop(key, None)
-        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)

@@ -124,6 +124,8 @@ async def _ask(
     try:
         async with asyncio.timeout(limit):
             result = await answer(member, kwargs)
+        if not result.response.choices:
+            raise _EmptyAnswer("no choices in the response")
         choice = result.response.choices[0]
         content = choice.message.content
         if not (content or "").strip():

@@ -60,11 +60,19 @@ def test_unknown_preset_lists_the_known_ones_and_the_fix():
     assert "register(presets=" in message
 
 
-def test_merge_rule_dicts_merge_lists_replace_none_resets():
-    base = {"panel": ["a", "b"], "judge": {"model": "j", "temperature": 0.1}, "timeout": 30}
-    merged = deep_merge(base, {"judge": {"temperature": 0.5}, "panel": ["c"], "timeout": None})
-    assert merged == {"panel": ["c"], "judge": {"model": "j", "temperature": 0.5}}
+def test_merge_rule_dicts_merge_lists_and_nulls_replace():
+    base = {"panel": ["a", "b"], "judge": {"model": "j", "temperature": 0.1}, "straggler_grace": 3}
+    merged = deep_merge(base, {"judge": {"temperature": 0.5}, "panel": ["c"], "straggler_grace": None})
+    assert merged == {"panel": ["c"], "judge": {"model": "j", "temperature": 0.5}, "straggler_grace": None}
     assert base["panel"] == ["a", "b"], "the preset itself is never mutated"
+
+
+def test_null_in_a_request_unsets_an_optional_field_and_is_a_400_for_a_required_one():
+    store = PresetStore()
+    assert store.resolve("budget", {"straggler_grace": None}).straggler_grace is None
+    assert store.resolve("budget", {"synthesizer": "openai/gpt-4o"}).synthesizer.model == "openai/gpt-4o"
+    with pytest.raises(FusionConfigError, match="fusion.timeout"):
+        store.resolve("budget", {"timeout": None})
 
 
 def test_request_overrides_deep_merge_over_a_preset():
