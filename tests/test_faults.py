@@ -422,14 +422,15 @@ async def test_07_connection_refused_member_fails_fast_while_the_others_answer(s
 async def test_09_quorum_out_of_reach_is_an_immediate_503_naming_each_members_fate(srv, spec, stream):
     srv.set_script("gpt-4o-mini", Script(status=500, error_message="mini-down-500"))
     srv.set_script("gpt-4.1-mini", Script(status=503, error_message="mini41-unavailable"))
-    srv.set_script(NANO, Script(text=PANEL_TEXT[NANO], latency=5.0))  # would answer, but too late to matter
+    srv.set_script(NANO, Script(text=PANEL_TEXT[NANO], latency=30.0))  # would answer, but too late to matter
     started = time.monotonic()
     with pytest.raises(litellm.ServiceUnavailableError) as info:
         await fusion(stream=stream, fusion=spec)
     elapsed = time.monotonic() - started
 
     assert info.value.status_code == 503
-    assert elapsed < 1.5, elapsed  # did not wait 5 s for the last member: 2 needed, at most 1 possible
+    # A generous bound (a loaded machine, LiteLLM's first-stream-error setup): far from the 30 s wait.
+    assert elapsed < 5.0, elapsed  # did not wait for the last member: 2 needed, at most 1 possible
     message = str(info.value)
     assert "0 of 3 panel members answered, 2 needed" in message, message
     assert "openai/gpt-4o-mini: error (InternalServerError" in message and "mini-down-500" in message, message
