@@ -184,7 +184,9 @@ class FusionSpec(BaseModel):
 
     @field_validator("judge", "synthesizer", mode="before")
     @classmethod
-    def _member_from_string(cls, value: Any) -> Any:
+    def _member_from_string(cls, value: Any, info: Any) -> Any:
+        if value is None and info.field_name == "judge":
+            raise ValueError("required: a model string or a member dict (it cannot be null)")
         return _as_member(value)
 
     @field_validator("panel", mode="before")
