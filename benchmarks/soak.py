@@ -12,17 +12,18 @@ kind                    share  what happens                                     
 ======================  =====  ==========================================================  ===============
 normal                  58 %   3 members, judge, synthesizer                               ok
 stream                  10 %   the same, ``stream=True``, consumed to the end              stream_ok
-stream_abandon           2 %   ``stream=True`` on a long synthesizer stream; the caller    stream_abandoned
-                               reads 3 chunks, breaks out and ``aclose()``s the stream
+stream_abandon           2 %   ``stream=True`` on a long (~26 s) synthesizer stream; the   stream_abandoned
+                               caller reads 3 chunks, breaks out and ``aclose()``s it
 member_500               7 %   one member answers 500; the quorum (2 of 3) still holds     ok_degraded
 member_500_strict        3 %   one member answers 500 with ``min_quorum: 3``               503
 member_hang              5 %   one member never answers; ``straggler_grace`` 0.05 s drops  ok_degraded
 judge_500                5 %   the judge answers 500; synthesis from the raw answers       ok_degraded
-cancel                   5 %   slow panel (250 ms); the caller cancels 20-120 ms in        cancelled
+cancel                   5 %   slow panel (5 s); the caller cancels 0.05-1 s in            cancelled
 malformed                5 %   bad messages (bad role, missing content, empty list)        400 (no upstream)
 ======================  =====  ==========================================================  ===============
 
-"Normal" in the G7 sense is the first three rows (70 %). Latencies are 5-20 ms except the cancel panel.
+"Normal" in the G7 sense is the first three rows (70 %). Latencies are 5-20 ms except the cancel panel and
+the abandoned stream. After the last batch one more abandoned stream runs (the probe, below).
 
 The upstream runs in a child process (``--server child``, the default) so that the server's own objects,
 threads and sockets stay out of the driver's tracemalloc, task and fd counts. The child is this file run
@@ -33,20 +34,38 @@ for ``stats()``. Why not ``python -m litellm_fusion.testing``? It has no HTTP st
 objects, its thread (competing for the GIL) and both ends of every socket are then in the driver's
 measurements; its files are filtered out of the tracemalloc diff, but not out of the fd count.
 
+tracemalloc (``--trace``). Tracing every allocation is expensive here: LiteLLM spends ~10 ms of CPU per call
+and a fusion request makes six (the outer call, 3 members, judge, synthesizer); tracemalloc with 1 frame
+roughly triples that, with 8 frames it is ~8x. So by default (``tail``) the first batches run untraced
+(checked by the cheap counters: tasks, fds, gc-tracked objects, ``sys.getallocatedblocks()``, RSS, read after
+every batch), tracing starts one batch before the last five (so that anything LiteLLM rebuilds as it goes is
+re-allocated under tracing before the traced baseline), and growth, growth sites and slope come from the last
+five batches (10 % of ``--requests`` by default). ``--trace full`` traces from before the warm-up to the end,
+as G7 literally asks, at 3x the run time. ``--frames 8`` gives tracebacks deep enough to tell whose code
+holds a growing allocation (``--frames 1`` names the allocating line only).
+
 Criteria (each printed as PASS/FAIL; the exit status is 1 if any fails):
 
 * asyncio tasks after drain <= baseline + 2;
-* tracemalloc net growth (current traced memory, end - baseline) <= 2 MB;
+* tracemalloc net growth (traced memory, end - traced baseline) <= 2 MB;
 * the traced-memory slope over the last 5 batches (least squares) <= 20 % growth, LiteLLM's own criterion
   from its ``tests/memory_leak_tests``; its absolute value (KB per 1,000 requests) is reported as well;
-* upstream ``in_flight`` == 0 after drain;
+* upstream ``in_flight`` == 0 after drain and ``gc.collect()``;
+* upstream ``in_flight`` == 0 after drain *before* ``gc.collect()`` (stricter than G7): an upstream request
+  still open then was closed by nobody and would end only when the cyclic GC happens to run. The probe (an
+  abandoned ~26 s stream right before the drain) makes a stream that ``aclose()`` does not close certain
+  to be caught;
 * open fds <= baseline + allowance, allowance = concurrency x 3 (the most upstream connections the
   driver can hold at once: every request's 3 panel members in flight; LiteLLM's cached clients may keep
   that many idle keep-alive connections open, legitimately) + 4 (slack for epoll/eventfd/pipes);
-* 0 ResourceWarning / "Unclosed ..." / "Task was destroyed" / "never awaited" / unraisable-exception
-  events, from ``warnings``, ``logging``, the loop's exception handler and ``sys.unraisablehook``;
+* 0 ResourceWarning / "Unclosed ..." / "Task was destroyed" / unraisable-exception events, from
+  ``warnings``, ``logging``, the loop's exception handler and ``sys.unraisablehook``. "coroutine ... was
+  never awaited" is counted and shown but is not a criterion: LiteLLM's ``acompletion`` builds the provider
+  coroutine in a thread-pool hop (``loop.run_in_executor``), and when the caller is cancelled during that
+  hop the coroutine is dropped unawaited (lost work, no resource held);
 * every request had its kind's expected outcome;
-* wall time <= ``--max-wall`` (default 600 s).
+* wall time <= ``--max-wall`` (default 600 s). The driver is CPU-bound (LiteLLM's per-call cost, above), so
+  this depends on the machine: on 2 shared cores 10,000 requests take longer than 10 minutes.
 """
 
 from __future__ import annotations
@@ -76,7 +95,7 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-__all__ = ["main", "run_soak", "SoakConfig", "MIX", "EXPECTED"]
+__all__ = ["main", "run_soak", "run_parallel", "SoakConfig", "MIX", "EXPECTED", "MODELS", "SCRIPTS"]
 
 MB = 1024 * 1024
 UPSTREAM_KEY = "sk-soak-upstream"
@@ -109,7 +128,7 @@ ANALYSIS = '{"consensus": ["Paris"], "contradictions": [], "partial_coverage": [
 
 # Role -> the upstream model name. Real ids from LiteLLM's bundled price map: every nested call is priced
 # like a real one, and LiteLLM's model-info look-ups take their fast path (an unknown name costs a fuzzy
-# search through the whole map on every call, several ms of CPU). The server sees the name without "openai/".
+# search through the whole map on every call, ~1 ms of CPU each). The server sees the name without "openai/".
 MODELS: dict[str, str] = {
     "a": "gpt-4o-mini",
     "b": "gpt-4.1-mini",
@@ -132,13 +151,14 @@ ROLE_SCRIPTS: dict[str, dict[str, Any]] = {
     "c": {"text": "Member C: Paris.", "latency": 0.020},
     "judge": {"text": ANALYSIS, "latency": 0.010},
     "synth": {"text": "Paris is the capital of France, on the Seine.", "latency": 0.005, "chunk_chars": 8, "chunk_delay": 0.001},
-    "synth_long": {"text": "Paris. " * 60, "latency": 0.005, "chunk_chars": 4, "chunk_delay": 0.005},
+    # ~26 s of stream: an abandoned one still open at the drain was not closed by the caller's aclose().
+    "synth_long": {"text": "Paris. " * 300, "latency": 0.005, "chunk_chars": 4, "chunk_delay": 0.05},
     "err": {"status": 500, "latency": 0.005, "error_message": "scripted member failure"},
     "judge_err": {"status": 500, "latency": 0.010, "error_message": "scripted judge failure"},
     "hang": {"hang": True},
-    "slow_a": {"text": "Slow A: Paris.", "latency": 0.25},
-    "slow_b": {"text": "Slow B: Paris.", "latency": 0.25},
-    "slow_c": {"text": "Slow C: Paris.", "latency": 0.25},
+    "slow_a": {"text": "Slow A: Paris.", "latency": 5.0},
+    "slow_b": {"text": "Slow B: Paris.", "latency": 5.0},
+    "slow_c": {"text": "Slow C: Paris.", "latency": 5.0},
 }
 SCRIPTS: dict[str, dict[str, Any]] = {MODELS[role]: script for role, script in ROLE_SCRIPTS.items()}
 
@@ -158,7 +178,9 @@ def _counting_server_class() -> type:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.peers: set[tuple[Any, ...]] = set()
-            self.kept = {"total": 0, "disconnected_before_done": 0, "connections": 0}
+            self.kept_by_model: collections.Counter = collections.Counter()
+            self.kept_disconnected: collections.Counter = collections.Counter()
+            self.kept_connections = 0
 
         async def _handle_chat(self, request: Any) -> Any:
             transport = request.transport
@@ -168,27 +190,39 @@ def _counting_server_class() -> type:
                     self.peers.add(tuple(peer))
             return await super()._handle_chat(request)
 
-        def cumulative(self) -> dict[str, Any]:
-            """stats() summed over every forget(): total, disconnected_before_done, connections, in_flight."""
-            stats = self.stats()
+        def _current(self) -> tuple[collections.Counter, collections.Counter, int]:
+            records = self.requests
             with self._lock:
                 peers = len(self.peers)
+            return (
+                collections.Counter(r.model for r in records),
+                collections.Counter(r.model for r in records if r.disconnected),
+                peers,
+            )
+
+        def cumulative(self) -> dict[str, Any]:
+            """Counts summed over every forget(): requests and client disconnects (also by model), connections."""
+            stats = self.stats()
+            by_model, disconnected, peers = self._current()
+            by_model.update(self.kept_by_model)
+            disconnected.update(self.kept_disconnected)
             return {
                 "in_flight": stats["in_flight"],
                 "max_in_flight": stats["max_in_flight"],
-                "total": self.kept["total"] + stats["total"],
-                "disconnected_before_done": self.kept["disconnected_before_done"] + stats["disconnected_before_done"],
-                "connections": self.kept["connections"] + peers,
-                "by_model": stats["by_model"],
+                "total": sum(by_model.values()),
+                "disconnected_before_done": sum(disconnected.values()),
+                "connections": self.kept_connections + peers,
+                "by_model": dict(by_model),
+                "disconnected_by_model": dict(disconnected),
             }
 
         def forget(self) -> None:
             """Drop the request records (the server keeps every body otherwise), keeping the counts."""
-            stats = self.stats()
+            by_model, disconnected, peers = self._current()
             with self._lock:
-                self.kept["total"] += stats["total"]
-                self.kept["disconnected_before_done"] += stats["disconnected_before_done"]
-                self.kept["connections"] += len(self.peers)
+                self.kept_by_model.update(by_model)
+                self.kept_disconnected.update(disconnected)
+                self.kept_connections += peers
                 self.peers.clear()
             self.reset()
 
@@ -379,7 +413,7 @@ async def one_request(kind: str, n: int, specs: dict[str, dict[str, Any]], rng: 
     try:
         if kind == "cancel":
             task = asyncio.create_task(litellm.acompletion(model="fusion/soak", fusion=spec, messages=messages))
-            await asyncio.sleep(rng.uniform(0.02, 0.12))
+            await asyncio.sleep(rng.uniform(0.05, 1.0))
             if task.done():
                 response = task.result()
                 return ("ok_degraded" if response._hidden_params["fusion"]["degraded"] else "ok"), "finished before the cancel"
@@ -639,6 +673,8 @@ class SoakConfig:
     churning caches be re-allocated under tracing); ``full``: from before the warm-up to the end."""
     traced_requests: int | None = None
     """Requests in the last 5 batches with ``trace="tail"`` (default: 10 % of ``requests``, at least 100)."""
+    trace_warmup: int | None = None
+    """Requests in the traced batch before them (default: a fifth of ``traced_requests``, at least 60)."""
     frames: int = 1
     """tracemalloc frames per allocation. 1 triples LiteLLM's per-call CPU; 8 multiplies it by about 8."""
     server: str = "child"
@@ -647,6 +683,8 @@ class SoakConfig:
     max_slope_pct: float = 20.0
     max_extra_tasks: int = 2
     quiet: bool = False
+    tag: str = ""
+    """Prefix of the progress lines (a worker's name with ``--procs``)."""
 
     def plan(self) -> list[tuple[int, str]]:
         """(requests, role) per batch; role is ``bulk``, ``trace-warmup`` or ``measured`` (the last 5)."""
@@ -655,7 +693,7 @@ class SoakConfig:
         if self.trace == "full":
             return [(size, "measured" if i >= self.batches - 5 else "bulk") for i, size in enumerate(_split(self.requests, self.batches))]
         traced = self.traced_requests or max(100, self.requests // 10)
-        warm = max(traced // 5, 60)  # enough calls to turn LiteLLM's 200-entry client cache over at least once
+        warm = self.trace_warmup or max(traced // 5, 60)  # 60 requests make 300 calls: more than LiteLLM's client cache holds
         rest = self.requests - traced - warm
         if traced < 5 or rest < self.batches - 6 or (self.batches == 6 and rest != 0):
             raise ValueError(
@@ -712,13 +750,20 @@ def _new_tally() -> dict[str, Any]:
     }
 
 
-async def _settle(upstream: Any, timeout: float = 15.0) -> dict[str, Any]:
-    """Wait until the upstream has nothing in flight and LiteLLM's background work ran, then collect."""
-    stats = await upstream.wait_idle(timeout)
+async def _settle(upstream: Any, timeout: float = 15.0, before_gc: float = 3.0) -> dict[str, Any]:
+    """Drain: wait (``before_gc`` s) for the upstream to have nothing in flight, note what is still open, then
+    ``gc.collect()`` (and let the finalizers it schedules run) and wait again.
+
+    What is in flight before the collection was closed by nobody: only the cyclic garbage collector would
+    end it (after an unpredictable delay, or never if it does not run), and until then the upstream keeps
+    generating, and billing, tokens nobody reads.
+    """
+    before = await upstream.wait_idle(before_gc)
     for _ in range(3):
         await asyncio.sleep(0.1)  # finalizers scheduled by the GC (async generators, aiohttp) run here
         gc.collect()
-    return stats
+    stats = await upstream.wait_idle(timeout)
+    return {**stats, "in_flight_before_gc": before["in_flight"]}
 
 
 async def _drive(cfg: SoakConfig, upstream: Any, symptoms: Symptoms, log: Any) -> dict[str, Any]:
@@ -745,7 +790,8 @@ async def _drive(cfg: SoakConfig, upstream: Any, symptoms: Symptoms, log: Any) -
     log(f"warm-up: {cfg.warmup} requests in {time.perf_counter() - started:.1f}s, outcomes {dict(warm['outcomes'])}")
 
     gc.collect()
-    base = {**_counters(), "in_flight": upstream.stats()["in_flight"], "leak_events": len(symptoms.leak_events())}
+    up_base = upstream.stats()
+    base = {**_counters(), "in_flight": up_base["in_flight"], "leak_events": len(symptoms.leak_events()), "upstream": up_base}
     log(
         f"baseline: {base['tasks']} tasks, {base['fds']} fds, {base['gc_objects']} gc objects, {base['blocks']} blocks, "
         f"client cache {base['client_cache']}; plan {[(n, role) for n, role in plan]}"
@@ -788,6 +834,7 @@ async def _drive(cfg: SoakConfig, upstream: Any, symptoms: Symptoms, log: Any) -
             "traced_bytes": tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else None,
             **_counters(),
             "in_flight": stats["in_flight"],
+            "in_flight_before_gc": stats["in_flight_before_gc"],
             "upstream_total": stats["total"],
             "upstream_connections": stats["connections"],
             "upstream_disconnected": stats["disconnected_before_done"],
@@ -797,11 +844,16 @@ async def _drive(cfg: SoakConfig, upstream: Any, symptoms: Symptoms, log: Any) -
         log(
             f"batch {i + 1}/{len(plan)} ({role}): {size} req in {seconds:.1f}s ({size / max(seconds, 1e-9):.1f}/s, "
             f"{row['cpu_ms_per_request']:.0f} ms CPU/req), {traced}tasks {row['tasks']}, fds {row['fds']}, "
-            f"in_flight {row['in_flight']}, gc objects {row['gc_objects']}, client cache {row['client_cache']}, "
+            f"in_flight {row['in_flight_before_gc']} before gc / {row['in_flight']} after, gc objects {row['gc_objects']}, "
+            f"client cache {row['client_cache']}, "
             f"upstream conns so far {row['upstream_connections']}"
         )
     wall = time.perf_counter() - run_started
     cpu = time.process_time() - cpu_started
+
+    # A last abandoned stream right before the drain, so that an upstream stream the caller's aclose() did
+    # not close is certainly still open (its script streams for ~26 s) when the drain looks.
+    probe = await one_request("stream_abandon", cfg.requests, specs, rng)
 
     # Drain and compare.
     final_stats = await _settle(upstream, timeout=30.0)
@@ -810,6 +862,8 @@ async def _drive(cfg: SoakConfig, upstream: Any, symptoms: Symptoms, log: Any) -
         **_counters(),
         "traced_bytes": tracemalloc.get_traced_memory()[0],
         "in_flight": final_stats["in_flight"],
+        "in_flight_before_gc": final_stats["in_flight_before_gc"],
+        "probe": probe[0],
         "upstream": final_stats,
         "task_names": sorted(f"{t.get_name()} ({getattr(t.get_coro(), '__qualname__', '?')})" for t in asyncio.all_tasks()),
     }
@@ -866,10 +920,16 @@ def _criteria(cfg: SoakConfig, result: dict[str, Any], symptoms: Symptoms) -> li
             "pass": slope_pct <= cfg.max_slope_pct,
         },
         {
-            "criterion": "upstream in_flight after drain",
+            "criterion": "upstream in_flight after drain + gc.collect()",
             "value": f"{base['in_flight']} -> {end['in_flight']}",
             "limit": "== 0",
             "pass": end["in_flight"] == 0,
+        },
+        {
+            "criterion": "upstream in_flight after drain, before gc.collect()",
+            "value": f"{end['in_flight_before_gc']} (probe: one more abandoned stream just before the drain)",
+            "limit": "== 0 (closed by its owner, not by the cyclic GC)",
+            "pass": end["in_flight_before_gc"] == 0,
         },
         {
             "criterion": "open fds",
@@ -898,6 +958,24 @@ def _criteria(cfg: SoakConfig, result: dict[str, Any], symptoms: Symptoms) -> li
     ]
 
 
+def upstream_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What the upstream saw between two cumulative readings, by role (panel member a, judge, ...)."""
+    roles = {model: role for role, model in MODELS.items()}
+
+    def by_role(key: str) -> dict[str, int]:
+        counts = collections.Counter(after.get(key, {}))
+        counts.subtract(before.get(key, {}))
+        return {roles.get(model, model): n for model, n in sorted(counts.items(), key=lambda kv: roles.get(kv[0], kv[0])) if n}
+
+    return {
+        "total": after["total"] - before["total"],
+        "disconnected_before_done": after["disconnected_before_done"] - before["disconnected_before_done"],
+        "connections": after["connections"] - before["connections"],
+        "by_role": by_role("by_model"),
+        "disconnected_by_role": by_role("disconnected_by_model"),
+    }
+
+
 def _mb(value: int | None) -> str:
     return "-" if value is None else f"{value / MB:.2f}"
 
@@ -906,7 +984,6 @@ def render(cfg: SoakConfig, report: dict[str, Any]) -> str:
     """The markdown report."""
     result = report["result"]
     base, end, trace_base = result["baseline"], result["end"], result["trace_baseline"]
-    up = end["upstream"]
     lines = [
         f"## Soak: {cfg.requests} fusion requests (+{cfg.warmup} warm-up), concurrency {cfg.concurrency}, "
         f"upstream {cfg.server}, tracemalloc {cfg.trace} ({cfg.frames} frame{'s' if cfg.frames > 1 else ''}), seed {cfg.seed}",
@@ -921,7 +998,7 @@ def render(cfg: SoakConfig, report: dict[str, Any]) -> str:
         f"| tracemalloc traced MB (baseline at request {trace_base['after_requests']}) | "
         f"{_mb(trace_base['traced_bytes'])} | {_mb(end['traced_bytes'])} |",
         f"| open fds | {base['fds']} | {end['fds']} |",
-        f"| upstream in_flight | {base['in_flight']} | {end['in_flight']} |",
+        f"| upstream in_flight (before gc.collect()) | {base['in_flight']} | {end['in_flight']} ({end['in_flight_before_gc']}) |",
         f"| leak events (warnings, logs, loop handler, unraisable) | {base['leak_events']} | {len(report['symptoms']['leak_events'])} |",
         f"| gc-tracked objects | {base['gc_objects']} | {end['gc_objects']} |",
         f"| pymalloc blocks (`sys.getallocatedblocks`) | {base['blocks']} | {end['blocks']} |",
@@ -937,18 +1014,23 @@ def render(cfg: SoakConfig, report: dict[str, Any]) -> str:
     lines += [f"| {outcome} | {count} |" for outcome, count in sorted(tally["outcomes"].items())]
     lines += ["", "| kind | expected | outcomes |", "|---|---|---|"]
     lines += [f"| {kind} | {EXPECTED[kind]} | {dict(counter)} |" for kind, counter in sorted(tally["by_kind"].items())]
+    up = upstream_delta(base["upstream"], end["upstream"])
     lines += [
         "",
         f"Upstream during the measured requests: {up['total']} requests, {up['disconnected_before_done']} closed by the client "
-        f"before done, {up['connections']} distinct client TCP connections.",
+        f"before done, {up['connections']} distinct client TCP connections. By role: "
+        + ", ".join(f"{role} {n} ({up['disconnected_by_role'].get(role, 0)} closed early)" for role, n in up["by_role"].items())
+        + ".",
         "",
-        "| batch | role | requests | s | CPU ms/req | traced MB | tasks | fds | in_flight | gc objects | blocks | client cache "
+        "| batch | role | requests | s | CPU ms/req | traced MB | tasks | fds | in_flight before/after gc | gc objects | blocks "
+        "| client cache "
         "| upstream conns (cum.) |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [
         f"| {r['batch']} | {r['role']} | {r['size']} | {r['seconds']:.1f} | {r['cpu_ms_per_request']:.0f} | {_mb(r['traced_bytes'])} | "
-        f"{r['tasks']} | {r['fds']} | {r['in_flight']} | {r['gc_objects']} | {r['blocks']} | {r['client_cache']} | "
+        f"{r['tasks']} | {r['fds']} | {r['in_flight_before_gc']} / {r['in_flight']} | {r['gc_objects']} | {r['blocks']} | "
+        f"{r['client_cache']} | "
         f"{r['upstream_connections']} |"
         for r in result["batches"]
     ]
@@ -991,8 +1073,10 @@ def run_soak(cfg: SoakConfig) -> dict[str, Any]:
     import litellm
 
     cfg.plan()  # validate before starting anything
-    litellm.suppress_debug_info = True
-    log = (lambda *_: None) if cfg.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    saved_suppress = litellm.suppress_debug_info
+    litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banner per expected error
+    prefix = f"[{cfg.tag}] " if cfg.tag else ""
+    log = (lambda *_: None) if cfg.quiet else (lambda msg: print(prefix + msg, file=sys.stderr, flush=True))
     symptoms = Symptoms()
     if tracemalloc.is_tracing():
         raise RuntimeError("tracemalloc is already tracing; the soak starts and stops it itself")
@@ -1012,6 +1096,7 @@ def run_soak(cfg: SoakConfig) -> dict[str, Any]:
             upstream_cpu = upstream.cpu_s()
         finally:
             upstream.close()
+            litellm.suppress_debug_info = saved_suppress
     report: dict[str, Any] = {
         "config": dict(cfg.__dict__),
         "result": result,
@@ -1041,6 +1126,99 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+# ----- several driver processes ------------------------------------------------------------------------
+
+
+def run_parallel(cfg: SoakConfig, procs: int) -> dict[str, Any]:
+    """Split the run over ``procs`` driver processes, each a full soak with its own upstream child.
+
+    The driver is CPU-bound in LiteLLM's per-call work, so one process is limited to one core. Each worker
+    gets its share of the requests and of the concurrency, does its own warm-up (the caches are per process)
+    and checks every criterion on its own process; the merged report passes if every worker does and the
+    longest worker's measured phase fits ``max_wall``.
+    """
+    requests, concurrency = _split(cfg.requests, procs), _split(cfg.concurrency, procs)
+    traced = _split(cfg.traced_requests, procs) if cfg.traced_requests else [None] * procs
+    deadline = cfg.max_wall * 5 + 900  # a bound on the wait, well past any run worth waiting for
+    with tempfile.TemporaryDirectory(prefix="fusion-soak-procs-") as tmp:
+        started = time.perf_counter()
+        workers = []
+        for i in range(procs):
+            out = Path(tmp) / f"worker-{i + 1}.json"
+            argv = [
+                sys.executable, str(Path(__file__).resolve()),
+                "--requests", str(requests[i]), "--concurrency", str(max(1, concurrency[i])), "--warmup", str(cfg.warmup),
+                "--batches", str(cfg.batches), "--seed", str(cfg.seed + i), "--trace", cfg.trace, "--frames", str(cfg.frames),
+                "--server", cfg.server, "--max-wall", "1e9", "--json", str(out), "--tag", f"w{i + 1}",
+            ]  # fmt: skip
+            argv += ["--traced-requests", str(traced[i])] if traced[i] else []
+            argv += ["--quiet"] if cfg.quiet else []
+            workers.append((subprocess.Popen(argv, stdout=subprocess.DEVNULL), out))
+        for process, _ in workers:
+            try:
+                process.wait(timeout=max(1.0, deadline - (time.perf_counter() - started)))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=30)
+        elapsed = time.perf_counter() - started
+        reports = []
+        for i, (process, out) in enumerate(workers):
+            if not out.exists():
+                raise RuntimeError(f"soak worker {i + 1} wrote no report (exit status {process.returncode})")
+            reports.append(json.loads(out.read_text(encoding="utf-8")))
+    return merge_reports(cfg, reports, elapsed)
+
+
+def merge_reports(cfg: SoakConfig, reports: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
+    """One report from the workers' reports: a criterion passes if it passes in every worker."""
+    names = [f"w{i + 1}" for i in range(len(reports))]
+    wall = max(r["result"]["wall_s"] for r in reports)
+    criteria = []
+    for index, criterion in enumerate(reports[0]["criteria"]):
+        if criterion["criterion"].startswith("wall time"):
+            continue
+        rows = [r["criteria"][index] for r in reports]
+        criteria.append(
+            {
+                "criterion": criterion["criterion"].split(" over the traced ")[0],
+                "value": "; ".join(f"{name}: {row['value']}" for name, row in zip(names, rows, strict=True)),
+                "limit": criterion["limit"],
+                "pass": all(row["pass"] for row in rows),
+            }
+        )
+    criteria.append(
+        {
+            "criterion": f"wall time for {cfg.requests} requests ({len(reports)} processes)",
+            "value": f"{wall:.1f} s (longest worker's measured phase; {elapsed:.1f} s with start-up and warm-ups)",
+            "limit": f"<= {cfg.max_wall:g} s",
+            "pass": wall <= cfg.max_wall,
+        }
+    )
+    outcomes: collections.Counter = collections.Counter()
+    for r in reports:
+        outcomes.update(r["result"]["tally"]["outcomes"])
+    passed = all(c["pass"] for c in criteria)
+    lines = [
+        f"## Soak: {cfg.requests} fusion requests over {len(reports)} driver processes, concurrency {cfg.concurrency} in all",
+        "",
+        f"Wall {wall:.1f} s for the measured requests ({cfg.requests / max(wall, 1e-9):.1f} req/s), {elapsed:.1f} s in all; "
+        f"driver CPU {sum(r['result']['driver_cpu_s'] for r in reports):.1f} s.",
+        "",
+        "| criterion | value | limit | result |",
+        "|---|---|---|---|",
+        *[f"| {c['criterion']} | {c['value']} | {c['limit']} | {'PASS' if c['pass'] else 'FAIL'} |" for c in criteria],
+        "",
+        "| outcome | count |",
+        "|---|---:|",
+        *[f"| {outcome} | {count} |" for outcome, count in sorted(outcomes.items())],
+    ]
+    for name, r in zip(names, reports, strict=True):
+        lines += ["", f"### Worker {name}", "", r["markdown"].split("\n", 1)[1].strip()]
+    lines += ["", *[f"{'PASS' if c['pass'] else 'FAIL'}: {c['criterion']}: {c['value']} ({c['limit']})" for c in criteria]]
+    lines.append(f"OVERALL: {'PASS' if passed else 'FAIL'}")
+    return {"config": dict(cfg.__dict__), "workers": reports, "criteria": criteria, "passed": passed, "markdown": "\n".join(lines)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=10_000, help="measured requests (default 10000)")
@@ -1054,7 +1232,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server", choices=("child", "inprocess"), default="child", help="where the scripted upstream runs")
     parser.add_argument("--max-wall", type=float, default=600.0, help="wall-time limit for the measured requests, s (default 600)")
     parser.add_argument("--json", help="also write the full report as JSON here")
+    parser.add_argument("--procs", type=int, default=1, help="driver processes sharing the requests and the concurrency (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--tag", default="", help=argparse.SUPPRESS)
     parser.add_argument("--serve", metavar="SCRIPTS", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
@@ -1071,12 +1251,17 @@ def main(argv: list[str] | None = None) -> int:
         server=args.server,
         max_wall=args.max_wall,
         quiet=args.quiet,
+        tag=args.tag,
     )
+    if args.procs < 1 or args.procs > args.concurrency:
+        parser.error("--procs must be between 1 and --concurrency")
     try:
-        cfg.plan()
+        traced = _split(cfg.traced_requests, args.procs) if cfg.traced_requests else [None] * args.procs
+        for share, traced_share in zip(_split(cfg.requests, args.procs), traced, strict=True):
+            SoakConfig(**{**cfg.__dict__, "requests": share, "traced_requests": traced_share}).plan()
     except ValueError as exc:
         parser.error(str(exc))
-    report = run_soak(cfg)
+    report = run_soak(cfg) if args.procs == 1 else run_parallel(cfg, args.procs)
     print(report["markdown"])
     if args.json:
         Path(args.json).write_text(json.dumps(_jsonable(report), indent=2, default=str), encoding="utf-8")

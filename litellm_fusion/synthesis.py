@@ -70,10 +70,17 @@ async def stream_synthesis(
     started = time.perf_counter()
     stream = await complete(**kwargs)
     usage = None
-    async for chunk in stream:
-        if getattr(chunk, "usage", None) is not None:
-            usage = chunk.usage
-        yield chunk
+    try:
+        async for chunk in stream:
+            if getattr(chunk, "usage", None) is not None:
+                usage = chunk.usage
+            yield chunk
+    finally:
+        # A caller that stops reading (or is cancelled) must close the upstream stream now, not whenever
+        # the garbage collector finds it: that is the connection to the synthesizer's server.
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
     prompt_tokens, completion_tokens = usage_of(usage)
     ledger.add(
         CallRecord(

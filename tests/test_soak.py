@@ -13,6 +13,7 @@ import importlib.util
 import random
 import sys
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -83,20 +84,49 @@ def test_specs_point_every_member_at_the_upstream(soak: ModuleType) -> None:
 
 # ----- the short soak ------------------------------------------------------------------------------------
 
+STRICTER = "upstream in_flight after drain, before gc.collect()"
+"""Not a G7 criterion: G7 reads in_flight after gc.collect(). Checked in its own test below."""
 
-@pytest.mark.skipif(tracemalloc.is_tracing(), reason="the soak starts and stops tracemalloc itself")
-def test_short_soak_passes_every_criterion(soak: ModuleType, fusion_registered: object) -> None:
+
+@pytest.fixture(scope="module")
+def report(soak: ModuleType) -> Iterator[dict]:
+    """One short soak for the tests below."""
+    if tracemalloc.is_tracing():
+        pytest.skip("the soak starts and stops tracemalloc itself")
+    import litellm
+
+    import litellm_fusion
+
+    saved_map, saved_presets = list(litellm.custom_provider_map), litellm_fusion.fusion_llm.presets
+    litellm_fusion.fusion_llm.presets = litellm_fusion.PresetStore()
+    # 150 requests after a 20-request warm-up: one untraced batch of 70, a traced warm-up batch of 30, then
+    # 5 traced batches of 10, then the abandoned-stream probe. The driver is CPU-bound (LiteLLM's per-call
+    # work, tripled by tracemalloc): about 30 s of CPU.
     cfg = soak.SoakConfig(
-        requests=240,
-        warmup=40,
-        batches=7,
-        traced_requests=60,
-        concurrency=16,
-        max_wall=120.0,
-        quiet=True,
+        requests=150, warmup=20, batches=7, traced_requests=50, trace_warmup=30, concurrency=16, max_wall=120.0, quiet=True
     )
-    report = soak.run_soak(cfg)
-    tally = report["result"]["tally"]
-    assert set(tally["by_kind"]) == set(soak.MIX), "every kind of request ran"
-    failed = [f"{c['criterion']}: {c['value']} ({c['limit']})" for c in report["criteria"] if not c["pass"]]
+    try:
+        yield soak.run_soak(cfg)
+    finally:
+        litellm.custom_provider_map = saved_map
+        litellm_fusion.fusion_llm.presets = saved_presets
+
+
+def _failed(report: dict, names: set[str] | None = None) -> list[str]:
+    return [
+        f"{c['criterion']}: {c['value']} ({c['limit']})"
+        for c in report["criteria"]
+        if not c["pass"] and (names is None or c["criterion"] in names)
+    ]
+
+
+def test_short_soak_passes_every_g7_criterion(soak: ModuleType, report: dict) -> None:
+    assert set(report["result"]["tally"]["by_kind"]) == set(soak.MIX), "every kind of request ran"
+    g7 = {c["criterion"] for c in report["criteria"]} - {STRICTER}
+    failed = _failed(report, g7)
     assert not failed, "\n".join(failed) + "\n\n" + report["markdown"]
+
+
+def test_abandoned_stream_is_closed_without_the_garbage_collector(report: dict) -> None:
+    failed = _failed(report, {STRICTER})
+    assert not failed, "\n".join(failed)
