@@ -56,6 +56,8 @@ def test_non_stream_text_usage_and_recording():
         assert reply.usage.completion_tokens == 4
         assert reply.usage.total_tokens == reply.usage.prompt_tokens + 4
 
+        # The client can read the body before the server's handler has finished recording it.
+        assert server.wait_idle(5.0)
         [record] = server.requests_for("model-a")
         assert record.headers["authorization"] == "Bearer sk-upstream-a"
         assert record.path == "/v1/chat/completions"
