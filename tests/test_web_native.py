@@ -7,6 +7,7 @@ messages, Gemini generateContent, OpenAI chat, OpenAI Responses. The answers car
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -406,9 +407,11 @@ async def test_anthropic_mixes_function_tools(capture: CaptureServer) -> None:
     tools = capture.last.body["tools"]
     assert [t["type"] for t in tools] == ["web_search_20250305", "web_fetch_20250910", "custom"]
     assert tools[2]["name"] == "web_fetch"
-    # LiteLLM surfaces the server tool uses as tool calls, with finish_reason "stop".
-    calls = response.choices[0].message.tool_calls
-    assert [c.function.name for c in calls] == ["web_search", "web_fetch"]
+    # LiteLLM 1.108.7 surfaces the server tool uses as tool calls, with finish_reason "stop" (1.110 does
+    # not); either way none of them may look like a call for the client loop to run.
+    calls = response.choices[0].message.tool_calls or []
+    if importlib.metadata.version("litellm").startswith("1.108."):
+        assert [c.function.name for c in calls] == ["web_search", "web_fetch"]
     assert all(is_server_tool_call(c) for c in calls)
     assert response.choices[0].finish_reason == "stop"
 
