@@ -45,8 +45,9 @@ ANALYSIS_KEYS = {"consensus", "contradictions", "partial_coverage", "unique_insi
 
 
 @pytest.fixture(scope="module")
-def server(registered):
-    srv = local.serve(port=None)
+def server(registered, tmp_path_factory):
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"  # kept by pytest for a failed run
+    srv = local.serve(port=None, log_path=log)
     print(f"\nllama.cpp server started in {srv.started_in:.1f} s at {srv.base_url}")
     yield srv
     srv.stop()

@@ -39,7 +39,9 @@ from .server import (
     DEFAULT_BASE,
     DEFAULT_N_CTX,
     DEFAULT_PORT,
+    THREADS_ENV,
     LocalServer,
+    default_threads,
     free_port,
     llama_cpp_available,
     local_base_url,
@@ -53,6 +55,8 @@ from .server import (
 
 __all__ = [
     "BASE_ENV",
+    "THREADS_ENV",
+    "default_threads",
     "DEFAULT_BASE",
     "DEFAULT_N_CTX",
     "DEFAULT_PORT",
