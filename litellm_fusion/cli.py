@@ -250,7 +250,7 @@ def _local_demo(args: argparse.Namespace) -> int:
             started = "reused the one" if server.process is None else f"started one in {server.started_in:.1f} s"
             print(
                 f"demo: real fusion/local on llama.cpp at {server.base_url} ({started}): 3 panel answers, a judge, a synthesis, "
-                "one at a time on this CPU (about a minute on 2 cores)",
+                "one at a time on this CPU (a few minutes on 2 cores)",
                 file=sys.stderr,
                 flush=True,
             )
