@@ -247,7 +247,7 @@ def _local_demo(args: argparse.Namespace) -> int:
     logging.getLogger("LiteLLM").setLevel(logging.ERROR)
     try:
         with local.running_local_server() as server:
-            started = "reused the one" if server.process is None else f"started one in {server.started_in:.1f} s"
+            started = "already running there" if server.process is None else f"started in {server.started_in:.1f} s"
             print(
                 f"demo: real fusion/local on llama.cpp at {server.base_url} ({started}): 3 panel answers, a judge, a synthesis, "
                 "one at a time on this CPU (a few minutes on 2 cores)",
