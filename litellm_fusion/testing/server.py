@@ -125,7 +125,7 @@ class RecordedRequest:
         started_at: ``time.monotonic()`` when the request arrived.
         ended_at: ``time.monotonic()`` when it finished; None while in flight.
         disconnected: The client went away before the response was complete.
-        status: HTTP status sent; None while in flight or if nothing was sent.
+        status: HTTP status, recorded as the response headers go out; None until then (or if nothing was sent).
     """
 
     model: str
@@ -362,6 +362,15 @@ class ScriptedServer:
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
             return _Exchange(self._seq)
 
+    def _mark_status(self, exchange: _Exchange, status: int) -> None:
+        """Record the status as its headers go out: the client may read the whole response (and a test
+        assert on ``requests``) before the handler returns and :meth:`_finish` runs."""
+        exchange.status = status
+        with self._lock:
+            record = self._records.get(exchange.seq)
+            if record is not None:
+                self._records[exchange.seq] = dataclasses.replace(record, status=status)
+
     def _finish(self, exchange: _Exchange, *, disconnected: bool) -> None:
         with self._idle:
             record = self._records.get(exchange.seq)
@@ -457,7 +466,7 @@ class ScriptedServer:
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
-        exchange.status = 200
+        self._mark_status(exchange, 200)
         content_sent = 0
         for position, (chunk, is_content) in enumerate(reply.chunks(script.chunk_chars, include_usage)):
             if position and script.chunk_delay:
@@ -493,7 +502,7 @@ class ScriptedServer:
         else:
             response.enable_chunked_encoding()
         await response.prepare(request)
-        exchange.status = status
+        self._mark_status(exchange, status)
         if drip is None:
             await response.write(payload)
         else:
