@@ -47,7 +47,6 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import secrets  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -65,6 +64,8 @@ if str(HERE) not in sys.path:
 import httpx  # noqa: E402
 import yaml  # noqa: E402
 from upstream import Upstream, start_upstream  # noqa: E402
+
+from litellm_fusion.processes import free_port  # noqa: E402  (the standard library only)
 
 # LiteLLM is imported only once the upstream server and the proxy process are on their way, so that the
 # proxy's ~15 s start-up overlaps the driver's own ~8 s import of LiteLLM on the second core.
@@ -787,12 +788,6 @@ async def section_f(s: Settings, up: Upstream, ctx: dict[str, Any]) -> dict[str,
 # ----- section e: the proxy ----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _proxy_env(master_key: str) -> dict[str, str]:
     env = {
         k: v
@@ -893,7 +888,7 @@ class ProxyProcess:
         config_path = self.workdir / "config.yaml"
         config_path.write_text(yaml.safe_dump(self.config, sort_keys=False), encoding="utf-8")
         self.master_key = f"sk-bench-{secrets.token_hex(16)}"
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = self.workdir / "proxy.log"
         self.startup_timeout = s.e_startup_timeout

@@ -13,8 +13,6 @@ import json
 import os
 import re
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +24,8 @@ from typing import Any
 
 import httpx
 import yaml
+
+from litellm_fusion.processes import free_port, stop_process_group
 
 __all__ = [
     "Proxy",
@@ -43,13 +43,6 @@ __all__ = [
 
 LITELLM_BIN = Path(sys.executable).parent / "litellm"
 STARTUP_TIMEOUT = 90.0
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -120,7 +113,7 @@ class Proxy:
     def stop(self) -> None:
         """Terminate the proxy and every worker it forked, then reap it. Idempotent."""
         if self.process is not None:
-            _stop(self.process)
+            stop_process_group(self.process)
         self._live = False
 
     def log_text(self) -> str:
@@ -168,25 +161,6 @@ def _proxy_env(master_key: str, extra: Mapping[str, str] | None) -> dict[str, st
     )
     env.update(extra or {})
     return env
-
-
-def _stop(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """Terminate the proxy, reap it, then kill whatever is left of its process group (its workers).
-
-    SIGTERM goes to the leader only: with ``--num_workers`` the uvicorn parent stops its workers itself,
-    much faster than when every worker is signalled at once.
-    """
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=grace)
-    # The leader is gone; make sure no orphaned worker of its group survives.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _wait_live(base_url: str, process: subprocess.Popen[bytes], timeout: float) -> str | None:

@@ -12,7 +12,6 @@ import contextlib
 import importlib.util
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..processes import free_port, stop_process_group
 from .models import INSTALL_HINT, MODELS, SETUP_HINT, LocalModelError, is_verified, model_path
 
 __all__ = [
@@ -57,13 +57,6 @@ _SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlett
 def local_base_url() -> str:
     """The local server's OpenAI base URL: ``$LITELLM_FUSION_LOCAL_BASE``, else ``http://127.0.0.1:8765/v1``."""
     return (os.environ.get(BASE_ENV) or DEFAULT_BASE).rstrip("/")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def llama_cpp_available() -> bool:
@@ -184,16 +177,7 @@ class LocalServer:
         """Terminate the server (SIGTERM, then SIGKILL to its process group) and remove its files. Idempotent."""
         process, self.process = self.process, None
         if process is not None:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=grace)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(timeout=grace)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
+            stop_process_group(process, grace)
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None
