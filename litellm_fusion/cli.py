@@ -1,5 +1,6 @@
 """The ``litellm-fusion`` command: ``demo`` (offline: local models when set up, else a scripted panel),
-``ask`` (real providers), ``presets``, ``local`` (set up and serve the local models) and ``eval``.
+``ask`` (real providers), ``presets``, ``local`` (set up and serve the local models), ``eval`` and ``report``
+(a saved trace as an HTML page).
 
 Reports go to stdout, progress notes to stderr. A fusion or LiteLLM error prints ``error: <message>`` and
 exits 1 (``LITELLM_FUSION_RAISE=1`` re-raises it); missing provider keys exit 2 before any call.
@@ -182,7 +183,7 @@ def _report(question: str, answer: str | None, trace: dict[str, Any], wall: floa
     return "\n".join(out)
 
 
-def _run(model: str, question: str, fusion: dict[str, Any], *, stream: bool, as_json: bool) -> None:
+def _run(model: str, question: str, fusion: dict[str, Any], *, stream: bool, as_json: bool, html: str | None = None) -> None:
     """One fusion call through ``litellm.completion``; prints the answer (streamed if asked) and the report."""
     import litellm
 
@@ -210,15 +211,19 @@ def _run(model: str, question: str, fusion: dict[str, Any], *, stream: bool, as_
         if not as_json:
             print("\n")
         if trace is None:  # the spec's `expose: none` keeps the trace out of responses
-            print("note: this stream carried no fusion trace (the spec sets expose: none)", file=sys.stderr)
+            print("note: this stream carried no fusion trace (the spec sets expose: none)" + (", so no HTML report" if html else ""), file=sys.stderr)
             if as_json:
                 print(json.dumps({"answer": answer}, indent=2))
             return
     wall = time.perf_counter() - started
     if as_json:
-        print(json.dumps({**trace, "answer": answer}, indent=2, default=str))
+        print(json.dumps({**trace, "question": question, "answer": answer}, indent=2, default=str))
     else:
         print(_report(question, answer, trace, wall, answer_shown=stream))
+    if html:
+        from litellm_fusion.report.cli import write_trace_report
+
+        write_trace_report(html, trace, question=question, answer=answer)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -256,7 +261,7 @@ def _local_demo(args: argparse.Namespace) -> int:
             )
             litellm_fusion.register()
             # The preset reads the same base URL (the env variable, else the default) as the server was found at.
-            _run("fusion/local", args.question or DEMO_QUESTION, {}, stream=args.stream, as_json=args.json)
+            _run("fusion/local", args.question or DEMO_QUESTION, {}, stream=args.stream, as_json=args.json, html=args.html)
     except local.LocalModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -281,7 +286,7 @@ def _scripted_demo(args: argparse.Namespace) -> int:
         spec = {"panel": [member(m) for m, _, _ in DEMO_PANEL], "judge": member(DEMO_JUDGE), "synthesizer": member(DEMO_SYNTHESIZER)}
         print(f"demo: scripted OpenAI-compatible server at {server.base_url}; real LiteLLM calls, real prices", file=sys.stderr)
         litellm_fusion.register()
-        _run("fusion/demo", question, spec, stream=args.stream, as_json=args.json)
+        _run("fusion/demo", question, spec, stream=args.stream, as_json=args.json, html=args.html)
     return 0
 
 
@@ -295,7 +300,7 @@ def _ask(args: argparse.Namespace) -> int:
     if missing:
         print(f"missing API keys for fusion/{args.preset}: set {', '.join(missing)}", file=sys.stderr)
         return 2
-    _run(f"fusion/{args.preset}", args.question, overrides, stream=args.stream, as_json=args.json)
+    _run(f"fusion/{args.preset}", args.question, overrides, stream=args.stream, as_json=args.json, html=args.html)
     return 0
 
 
@@ -317,6 +322,12 @@ def _local(args: argparse.Namespace) -> int:
     return local_main(args)
 
 
+def _report_cmd(args: argparse.Namespace) -> int:
+    from litellm_fusion.report.cli import report_command
+
+    return report_command(args)
+
+
 def _eval(args: argparse.Namespace) -> int:
     from litellm_fusion.evaluation.cli import eval_command
 
@@ -324,6 +335,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from litellm_fusion.report.cli import HTML_HELP
+
     parser = argparse.ArgumentParser(prog="litellm-fusion", description="Multi-model ensemble (fusion) models for LiteLLM.")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run an offline fusion: on the local models when set up, else on a scripted server")
@@ -337,11 +350,14 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--fusion", help='JSON overrides merged over the preset, e.g. \'{"judge": "openai/gpt-5.4"}\'')
     for sub in (demo, ask):
         sub.add_argument("--stream", action="store_true", help="stream the final answer as it arrives")
-        sub.add_argument("--json", action="store_true", help="print the full trace (plus the answer) as JSON")
+        sub.add_argument("--json", action="store_true", help="print the full trace (plus the question and answer) as JSON")
+        sub.add_argument("--html", metavar="FILE", help=HTML_HELP)
     commands.add_parser("presets", help="list the presets (built-ins plus $LITELLM_FUSION_PRESETS)")
     from litellm_fusion.evaluation.cli import add_arguments as add_eval_arguments
     from litellm_fusion.local.cli import add_parser as add_local_parser
+    from litellm_fusion.report.cli import add_parser as add_report_parser
 
+    add_report_parser(commands)
     add_local_parser(commands)
     add_eval_arguments(
         commands.add_parser(
@@ -370,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("demo", "presets", "local", "eval"):
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # offline: no price-map download
     try:
-        return {"demo": _demo, "ask": _ask, "presets": _presets, "local": _local, "eval": _eval}[args.command](args)
+        commands = {"demo": _demo, "ask": _ask, "presets": _presets, "local": _local, "eval": _eval, "report": _report_cmd}
+        return commands[args.command](args)
     except Exception as exc:
         # FusionError subclasses LiteLLM's exceptions; matching by module also covers a FusionError raised
         # while importing litellm_fusion (a bad $LITELLM_FUSION_PRESETS file), before its class is at hand.

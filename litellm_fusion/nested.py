@@ -118,6 +118,7 @@ async def timed_call(
             prices=(member.input_cost_per_token, member.output_cost_per_token),
         ),
         latency_ms=latency_ms,
+        start_ms=ledger.offset_ms(started),
     )
     return response, ledger.add(record)
 

@@ -17,7 +17,7 @@ import litellm
 
 from .config import FusionSpec, MemberSpec
 from .nested import CallError, CompleteFn, member_kwargs, timed_call
-from .usage import CallRecord, UsageLedger
+from .usage import CallRecord, UsageLedger, call_trace
 from .web.member import WebAnswer
 
 if TYPE_CHECKING:
@@ -47,6 +47,8 @@ class MemberOutcome:
     sources: tuple[Source, ...] = ()
     tool_calls: tuple[ToolCallRecord, ...] = ()
     notes: tuple[str, ...] = ()
+    calls: tuple[CallRecord, ...] = ()
+    """Each model call the member made (one, or several in a web tool loop), for the trace's timeline."""
 
     @property
     def ok(self) -> bool:
@@ -68,6 +70,7 @@ class MemberOutcome:
             "sources": [{"url": s.url, "title": s.title} for s in self.sources],
             "tool_calls": [c.as_dict() for c in self.tool_calls],
             "notes": list(self.notes),
+            "calls": [call_trace(c) for c in self.calls],
         }
 
 
@@ -104,6 +107,7 @@ def _summed(member: MemberSpec, records: tuple[CallRecord, ...]) -> CallRecord |
         completion_tokens=sum(r.completion_tokens for r in records),
         cost=sum(costs) if costs else None,
         latency_ms=sum(r.latency_ms for r in records),
+        start_ms=min((r.start_ms for r in records if r.start_ms is not None), default=None),
     )
 
 
@@ -153,6 +157,7 @@ async def _ask(
         sources=result.sources if result else (),
         tool_calls=result.tool_calls if result else (),
         notes=result.notes if result else (),
+        calls=result.records if result else (),
     )
 
 

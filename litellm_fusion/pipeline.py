@@ -26,7 +26,7 @@ from .judge import JudgeOutcome, analyse
 from .nested import CallError, CompleteFn, secrets_of
 from .panel import AnswerFn, MemberOutcome, plain_answer, run_panel
 from .synthesis import stream_synthesis, synthesis_messages, synthesize
-from .usage import CallRecord, UsageLedger
+from .usage import CallRecord, UsageLedger, call_trace
 from .web.member import WebAnswer, answer_with_web
 from .web.search import SearchFn
 from .web.tools import FetcherFactory, default_fetcher
@@ -91,6 +91,9 @@ class _Run:
     short_circuit: str | None = None
     """``exact`` or ``judge`` when the panel's agreement made later stages unnecessary."""
     agreed: str | None = None
+    panel_started_ms: float | None = None
+    judge_started_ms: float | None = None
+    """Stage start offsets (ms since the request started), for the trace's timeline."""
 
     @property
     def spec(self) -> FusionSpec:
@@ -125,6 +128,7 @@ async def _panel_and_judge(run: _Run) -> None:
     spec = run.spec
     uses_fetch = spec.web.fetch.enabled and any(mode in ("client", "native") for mode in run.request.web_modes)
     fetcher = run.fetcher_factory(spec.web.fetch) if uses_fetch else None
+    run.panel_started_ms = run.ledger.offset_ms()  # every member starts here: they run concurrently
     try:
         run.panel = await run_panel(
             spec=spec,
@@ -153,6 +157,7 @@ async def _panel_and_judge(run: _Run) -> None:
         if run.agreed is not None:
             run.short_circuit = "exact"
             return
+    run.judge_started_ms = run.ledger.offset_ms()
     run.judge = await analyse(
         spec=spec,
         messages=run.request.messages,
@@ -213,6 +218,7 @@ def _synth_trace(writer: MemberSpec, record: CallRecord | None, status: str, err
         "usage": record.usage_dict() if record else None,
         "cost": record.cost if record else None,
         "errors": errors,
+        "start_ms": record.start_ms if record else None,
     }
 
 
@@ -358,12 +364,14 @@ def _judge_trace(run: _Run) -> dict[str, Any] | None:
         },
         "cost": sum(r.cost or 0.0 for r in records) if records else None,
         "error": run.judge.error.as_dict() if run.judge.error else None,
+        "start_ms": run.judge_started_ms,
+        "calls": [call_trace(r) for r in records],
     }
 
 
 def build_trace(run: _Run) -> dict[str, Any]:
     """The caller-visible record of the run so far (shape documented in the README)."""
-    panel = [{"letter": run.letters.get(o.index), **o.trace()} for o in run.panel]
+    panel = [{"letter": run.letters.get(o.index), **o.trace(), "start_ms": run.panel_started_ms} for o in run.panel]
     judge_failed = run.judge.failed_reason if run.judge else None
     fell_back = bool(run.synthesizer and run.synthesizer["errors"])
     return {

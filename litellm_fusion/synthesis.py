@@ -97,5 +97,6 @@ async def stream_synthesis(
                 prices=(writer.input_cost_per_token, writer.output_cost_per_token),
             ),
             latency_ms=(time.perf_counter() - started) * 1000,
+            start_ms=ledger.offset_ms(started),
         )
     )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import litellm
 
-__all__ = ["CallRecord", "UsageLedger", "usage_of", "cost_of"]
+__all__ = ["CallRecord", "UsageLedger", "call_trace", "usage_of", "cost_of"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,6 +23,8 @@ class CallRecord:
     cost: float | None
     """USD as LiteLLM priced it; None when the model has no known price (counted as 0 in the total)."""
     latency_ms: float
+    start_ms: float | None = None
+    """When the call started, in ms since the request started (the ledger's origin); None if not measured."""
 
     @property
     def total_tokens(self) -> int:
@@ -35,6 +38,18 @@ class CallRecord:
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
         }
+
+
+def call_trace(record: CallRecord) -> dict[str, Any]:
+    """One nested call as the trace lists it: role, model, start offset, latency, usage, cost."""
+    return {
+        "role": record.role,
+        "model": record.model,
+        "start_ms": record.start_ms,
+        "latency_ms": round(record.latency_ms, 1),
+        "usage": record.usage_dict(),
+        "cost": record.cost,
+    }
 
 
 def usage_of(response: Any) -> tuple[int, int]:
@@ -79,6 +94,12 @@ class UsageLedger:
     """Every nested call of one request, in the order they finished."""
 
     records: list[CallRecord] = field(default_factory=list)
+    origin: float = field(default_factory=time.perf_counter)
+    """``time.perf_counter()`` when the request started: the zero of every ``start_ms``."""
+
+    def offset_ms(self, at: float | None = None) -> float:
+        """``at`` (a ``time.perf_counter()`` value, default now) in ms since the request started, rounded to 0.1."""
+        return round(((time.perf_counter() if at is None else at) - self.origin) * 1000, 1)
 
     def add(self, record: CallRecord) -> CallRecord:
         """Record one finished call (failed calls that reported usage are recorded too)."""

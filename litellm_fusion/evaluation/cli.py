@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, help="questions in flight per configuration (default: the file's, else 2)")
     parser.add_argument("--only", help="comma-separated configuration names to run (default: all)")
     parser.add_argument("--timeout", type=float, help="seconds per call (default: the file's, else 300)")
+    parser.add_argument("--html", metavar="FILE", help="also write the table, the plot and every question as one self-contained HTML page")
     return parser
 
 
@@ -106,6 +107,10 @@ def eval_command(args: argparse.Namespace) -> int:
     print(f"wrote {written['table']} and {written['json']}" + (f" and {written['plot']}" if written["plot"] else ""), file=sys.stderr)
     if written["plot_note"]:
         print(f"note: {written['plot_note']}", file=sys.stderr)
+    if args.html:
+        from ..report.cli import write_eval_report
+
+        write_eval_report(args.html, report.to_dict(), plot=written["plot"], plot_note=written["plot_note"])
     return 0
 
 

@@ -104,6 +104,8 @@ class ToolCallRecord:
     """``ok``, ``error`` (the tool ran and failed) or ``refused`` (budget, provenance, bad arguments)."""
     error: str | None
     latency_ms: float
+    start_ms: float | None = None
+    """When the call started, in ms since the request started."""
 
     def as_dict(self) -> dict[str, Any]:
         """The trace form."""
@@ -113,6 +115,7 @@ class ToolCallRecord:
             "status": self.status,
             "error": self.error,
             "latency_ms": round(self.latency_ms, 1),
+            "start_ms": self.start_ms,
         }
 
 
@@ -157,7 +160,9 @@ class MemberToolbox:
 
     def _refuse(self, call: Any, reason: str) -> dict[str, Any]:
         name, argument = _name_and_argument(call)
-        self.calls.append(ToolCallRecord(name=name, argument=argument, status="refused", error=reason, latency_ms=0.0))
+        self.calls.append(
+            ToolCallRecord(name=name, argument=argument, status="refused", error=reason, latency_ms=0.0, start_ms=self.ledger.offset_ms())
+        )
         return _tool_message(call, {"error": reason})
 
     async def _one(self, call: Any) -> dict[str, Any]:
@@ -171,14 +176,17 @@ class MemberToolbox:
         return self._refuse(call, f"unknown tool or missing argument: {name}")
 
     async def _search(self, call: Any, query: str) -> dict[str, Any]:
+        start_ms = self.ledger.offset_ms()
         outcome = await self.search(query, self.spec.search.max_results)  # type: ignore[misc]
         self.ledger.add(
             CallRecord(role="web_search", model=f"{self.search_provider}/search", prompt_tokens=0, completion_tokens=0,
-                       cost=outcome.cost if outcome.error is None else 0.0, latency_ms=outcome.latency_ms)
+                       cost=outcome.cost if outcome.error is None else 0.0, latency_ms=outcome.latency_ms, start_ms=start_ms)
         )  # fmt: skip
         status = "error" if outcome.error else "ok"
         self.calls.append(
-            ToolCallRecord(name="web_search", argument=query, status=status, error=outcome.error, latency_ms=outcome.latency_ms)
+            ToolCallRecord(
+                name="web_search", argument=query, status=status, error=outcome.error, latency_ms=outcome.latency_ms, start_ms=start_ms
+            )
         )
         if outcome.error:
             return _tool_message(call, {"query": query, "error": outcome.error})
@@ -195,7 +203,14 @@ class MemberToolbox:
         page = await self.fetcher.fetch(url)  # type: ignore[union-attr]
         latency_ms = (time.perf_counter() - started) * 1000
         self.calls.append(
-            ToolCallRecord(name="web_fetch", argument=url, status="error" if page.error else "ok", error=page.error, latency_ms=latency_ms)
+            ToolCallRecord(
+                name="web_fetch",
+                argument=url,
+                status="error" if page.error else "ok",
+                error=page.error,
+                latency_ms=latency_ms,
+                start_ms=self.ledger.offset_ms(started),
+            )
         )
         if page.error:
             return _tool_message(call, {"url": url, "error": page.error})
