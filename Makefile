@@ -30,7 +30,7 @@ $(VENV)/.local-installed: $(VENV)/.installed
 		$(VENV)/bin/pip install -q -c constraints.txt -e '.[test,proxy,local,eval]'
 	touch $@
 
-.PHONY: install local demo test test-fast test-local test-newest
+.PHONY: install local demo test test-fast test-browser test-local test-newest
 install: $(VENV)/.installed
 
 # One command sets up the local models; `make demo` then runs a real fusion on them.
@@ -41,15 +41,20 @@ local: $(VENV)/.local-installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/litellm-fusion demo
 
-# Every tier, fastest first: unit and integration over HTTP, the proxy end-to-end tier, then real models.
-test: test-fast test-local
+# Every tier, fastest first: unit and integration over HTTP, the proxy end-to-end tier, the pages in headless
+# Chromium, then real models.
+test: test-fast test-browser test-local
 
 test-fast: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest -q -m "not e2e and not local"
+	$(VENV)/bin/python -m pytest -q -m "not e2e and not local and not browser"
 	$(VENV)/bin/python -m pytest -q -m e2e
+
+# Screenshots land in test-artifacts/ (gitignored).
+test-browser: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -q -m browser -rs
 
 test-local: local
 	$(VENV)/bin/python -m pytest -q -m local -p no:cacheprovider
 
 test-newest: $(VENV)-newest/.installed
-	$(VENV)-newest/bin/python -m pytest -q -m "not e2e and not local" -p no:cacheprovider
+	$(VENV)-newest/bin/python -m pytest -q -m "not e2e and not local and not browser" -p no:cacheprovider

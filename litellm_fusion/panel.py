@@ -70,7 +70,7 @@ class MemberOutcome:
             "sources": [{"url": s.url, "title": s.title} for s in self.sources],
             "tool_calls": [c.as_dict() for c in self.tool_calls],
             "notes": list(self.notes),
-            "calls": [call_trace(c) for c in self.calls],
+            "nested_calls": [call_trace(c) for c in self.calls],
         }
 
 

@@ -365,7 +365,7 @@ def _judge_trace(run: _Run) -> dict[str, Any] | None:
         "cost": sum(r.cost or 0.0 for r in records) if records else None,
         "error": run.judge.error.as_dict() if run.judge.error else None,
         "start_ms": run.judge_started_ms,
-        "calls": [call_trace(r) for r in records],
+        "nested_calls": [call_trace(r) for r in records],
     }
 
 

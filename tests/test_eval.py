@@ -7,6 +7,7 @@ the scripted token counts.
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import math
@@ -550,3 +551,23 @@ def test_litellm_fusion_eval_subcommand(tmp_path: Path, questions_file: Path, cl
     code = cli.main(["eval", str(questions_file), "--config", str(_configs_file(tmp_path)), "--out", str(out)])
     assert code == 0
     _check_outputs(out, capsys.readouterr().out)
+
+
+def test_eval_html_is_one_page_with_the_table_and_the_plot(tmp_path: Path, questions_file: Path, cli_server, capsys, fusion_registered) -> None:
+    from litellm_fusion import cli
+
+    out, page_file = tmp_path / "out", tmp_path / "eval.html"
+    code = cli.main(["eval", str(questions_file), "--config", str(_configs_file(tmp_path)), "--out", str(out), "--html", str(page_file)])
+    assert code == 0
+    assert f"wrote the HTML page to {page_file}" in capsys.readouterr().err
+    page = page_file.read_text()
+    results = json.loads((out / "results.json").read_text())
+    for summary in results["summaries"]:
+        assert f"<b>{summary['name']}</b>" in page and f"{summary['accuracy']:.1%}" in page
+    assert page.count("<tr><td>q") == len({r["id"] for r in results["results"]})  # every question, once
+    assert "<script" not in page and "http" not in page.split("</head>", 1)[1].replace("http://www.w3.org/2000/svg", "")
+    if importlib.util.find_spec("matplotlib") is None:
+        assert "pip install 'litellm-fusion[eval]'" in page and "<img" not in page
+    else:
+        embedded = base64.b64decode(page.split('src="data:image/png;base64,', 1)[1].split('"', 1)[0])
+        assert embedded == (out / "plot.png").read_bytes()

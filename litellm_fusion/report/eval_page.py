@@ -64,7 +64,8 @@ def _questions(data: dict[str, Any], names: list[str]) -> str:
     expected = {str(r.get("id")): r.get("expected") for r in results}
     head = "".join(f"<th>{esc(n)}</th>" for n in names)
     body = "".join(
-        f"<tr><td>{esc(qid)}</td><td class='n'>{esc(expected.get(qid))}</td>{''.join(mark(cell.get((qid, n))) for n in names)}</tr>" for qid in ids
+        f"<tr><td>{esc(qid)}</td><td class='n'>{esc(expected.get(qid))}</td>{''.join(mark(cell.get((qid, n))) for n in names)}</tr>"
+        for qid in ids
     )
     return f'<section id="questions"><h2>Every question</h2><table><thead><tr><th>question</th><th class="n">expected</th>{head}</tr></thead><tbody>{body}</tbody></table></section>'
 

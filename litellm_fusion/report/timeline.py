@@ -117,9 +117,11 @@ def timeline_of(trace: dict[str, Any]) -> Timeline:
         latency = num(member.get("latency_ms")) or 0.0
         status = str(member.get("status") or "?")
         member_row = row(who)
-        spans.append(Span(row=member_row, kind="member", stage=who, model=name, detail="", start_ms=start, end_ms=start + latency, status=status))
+        spans.append(
+            Span(row=member_row, kind="member", stage=who, model=name, detail="", start_ms=start, end_ms=start + latency, status=status)
+        )
         panel_end = max(panel_end, start + latency)
-        for call in _dicts(member.get("calls")):
+        for call in _dicts(member.get("nested_calls")):
             call_start = num(call.get("start_ms"))
             if call_start is None:
                 continue
@@ -146,7 +148,7 @@ def timeline_of(trace: dict[str, Any]) -> Timeline:
         judge_model = str(judge.get("model") or "judge")
         judge_row = row(f"judge · {judge_model}")
         judge_start = num(judge.get("start_ms"))
-        calls = [c for c in _dicts(judge.get("calls")) if num(c.get("start_ms")) is not None]
+        calls = [c for c in _dicts(judge.get("nested_calls")) if num(c.get("start_ms")) is not None]
         for call in calls:
             call_start = num(call.get("start_ms")) or 0.0
             call_end = call_start + (num(call.get("latency_ms")) or 0.0)
@@ -269,7 +271,9 @@ def _tooltip(span: Span) -> str:
 def legend(kinds: Iterable[str]) -> str:
     """The colour key for the kinds present."""
     present = set(kinds)
-    items = [f'<span><i style="background:{color}"></i>{esc(KIND_LABELS[kind])}</span>' for kind, color in KIND_COLORS.items() if kind in present]
+    items = [
+        f'<span><i style="background:{color}"></i>{esc(KIND_LABELS[kind])}</span>' for kind, color in KIND_COLORS.items() if kind in present
+    ]
     items.append('<span><i style="background:#dbeafe"></i>panel member (request to answer)</span>')
     items.append('<span><i style="background:#fff;border:2px dashed #b91c1c"></i>failed or refused</span>')
     return '<div class="legend">' + "".join(items) + "</div>"

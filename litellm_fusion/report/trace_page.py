@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .html import esc, link, num, page, secs, tokens, usd
+from .html import esc, link, page, secs, tokens, usd
 from .timeline import Timeline, display_order, legend, panel_names, timeline_of, timeline_svg
 
 __all__ = ["trace_page"]
@@ -56,7 +56,7 @@ class _Members:
         if column is None:
             return f"<b>{esc(ref)}</b>"
         member, name = self.members[column]
-        return f'{_letter(member.get("letter"))} <b>{esc(name)}</b>'
+        return f"{_letter(member.get('letter'))} <b>{esc(name)}</b>"
 
     def grid_style(self) -> str:
         return f"grid-template-columns: repeat({max(len(self.members), 1)}, minmax(0, 1fr))"
@@ -141,7 +141,11 @@ def _card(member: dict[str, Any], name: str) -> str:
     if tool_calls:
         meta.append(f"{len(tool_calls)} tool call{'s' if len(tool_calls) != 1 else ''}")
     if status == "ok":
-        body = f'<p class="text">{esc(member.get("content"))}</p>' if member.get("content") is not None else '<p class="note">(answer not exposed)</p>'
+        body = (
+            f'<p class="text">{esc(member.get("content"))}</p>'
+            if member.get("content") is not None
+            else '<p class="note">(answer not exposed)</p>'
+        )
     else:
         error = member.get("error") if isinstance(member.get("error"), dict) else {}
         body = f'<p class="error-text">{esc(error.get("type") or "error")}: {esc(error.get("message") or "")}</p>'
@@ -170,7 +174,9 @@ def _contradictions(analysis: dict[str, Any], members: _Members) -> str:
     if not contradictions:
         return '<h3>Contradictions</h3><p class="note">(none)</p>'
     heads = "".join(f'<div class="colhead">{members.chip(name)}</div>' for _, name in members.members)
-    out = [f'<h3>Contradictions · each stance under the answer it came from</h3><div class="grid" style="{members.grid_style()}">{heads}</div>']
+    out = [
+        f'<h3>Contradictions · each stance under the answer it came from</h3><div class="grid" style="{members.grid_style()}">{heads}</div>'
+    ]
     for item in contradictions:
         cells: list[list[str]] = [[] for _ in members.members]
         strays: list[str] = []
@@ -180,9 +186,7 @@ def _contradictions(analysis: dict[str, Any], members: _Members) -> str:
                 strays.append(f"<li><b>{esc(stance.get('model'))}</b>: {esc(stance.get('stance'))}</li>")
             else:
                 cells[column].append(esc(stance.get("stance")))
-        grid = "".join(
-            f'<div class="stance">{"<br>".join(c)}</div>' if c else '<div class="stance empty">no stance</div>' for c in cells
-        )
+        grid = "".join(f'<div class="stance">{"<br>".join(c)}</div>' if c else '<div class="stance empty">no stance</div>' for c in cells)
         stray = f'<p class="note">stances of answers not in this panel:</p><ul class="items">{"".join(strays)}</ul>' if strays else ""
         out.append(
             f'<div class="contradiction"><div class="topic">{esc(item.get("topic"))}</div>'
@@ -208,18 +212,20 @@ def _analysis(trace: dict[str, Any], members: _Members) -> str:
     unique = [f"{members.chip(u.get('model'))} — {esc(u.get('insight'))}" for u in _dicts(analysis.get("unique_insights"))]
     return (
         f'<section id="analysis"><h2>{title}</h2>'
-        f'<h3>Consensus</h3>{_list([esc(p) for p in _strings(analysis.get("consensus"))])}'
+        f"<h3>Consensus</h3>{_list([esc(p) for p in _strings(analysis.get('consensus'))])}"
         f"{_contradictions(analysis, members)}"
         f"<h3>Partial coverage</h3>{_list(partial)}"
         f"<h3>Unique insights</h3>{_list(unique)}"
-        f'<h3>Blind spots</h3>{_list([esc(b) for b in _strings(analysis.get("blind_spots"))])}</section>'
+        f"<h3>Blind spots</h3>{_list([esc(b) for b in _strings(analysis.get('blind_spots'))])}</section>"
     )
 
 
 def _calls(timeline: Timeline) -> str:
     rows = []
     for span in timeline.calls:
-        what = {"model": "panel", "web_search": "web search", "web_fetch": "web fetch", "judge_repair": "judge repair"}.get(span.kind, span.kind)
+        what = {"model": "panel", "web_search": "web search", "web_fetch": "web fetch", "judge_repair": "judge repair"}.get(
+            span.kind, span.kind
+        )
         rows.append(
             f"<tr><td>{esc(what)}</td><td>{esc(span.stage)}</td><td class='arg'>{esc(span.detail or span.model)}</td>"
             f"<td class='n'>{esc(secs(span.start_ms))}</td><td class='n'>{esc(secs(span.end_ms - span.start_ms))}</td>"
@@ -253,7 +259,7 @@ def trace_page(trace: dict[str, Any], *, question: str | None = None, answer: st
             _analysis(trace, members),
             _timeline(timeline),
             _calls(timeline),
-            '<footer>Written by litellm-fusion: one self-contained file, no scripts, no network. '
+            "<footer>Written by litellm-fusion: one self-contained file, no scripts, no network. "
             "Model and web text is shown as untrusted text.</footer>",
         ]
     )
