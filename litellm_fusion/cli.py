@@ -211,7 +211,8 @@ def _run(model: str, question: str, fusion: dict[str, Any], *, stream: bool, as_
         if not as_json:
             print("\n")
         if trace is None:  # the spec's `expose: none` keeps the trace out of responses
-            print("note: this stream carried no fusion trace (the spec sets expose: none)" + (", so no HTML report" if html else ""), file=sys.stderr)
+            no_report = ", so no HTML report" if html else ""
+            print(f"note: this stream carried no fusion trace (the spec sets expose: none){no_report}", file=sys.stderr)
             if as_json:
                 print(json.dumps({"answer": answer}, indent=2))
             return
@@ -395,6 +396,11 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("LITELLM_FUSION_RAISE") == "1" or not ours:
             raise
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+        if getattr(args, "html", None) and isinstance(getattr(exc, "trace", None), dict):  # a failed run's page shows who failed how
+            from litellm_fusion.report.cli import write_trace_report
+
+            question = args.question or (DEMO_QUESTION if args.command == "demo" else None)
+            write_trace_report(args.html, exc.trace, question=question, answer=None, error=" ".join(str(exc).split()))
         return 1
     except KeyboardInterrupt:
         return 130

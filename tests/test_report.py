@@ -279,3 +279,32 @@ def test_a_trace_page_does_not_mutate_its_input():
     before = copy.deepcopy(trace)
     trace_page(trace, question="q", answer="a")
     assert trace == before
+
+
+def test_ask_html_for_a_run_and_for_a_failed_run(tmp_path: Path, capsys):
+    from litellm_fusion.testing import Script, ScriptedServer
+
+    analysis = {"consensus": ["Paris"], "contradictions": [], "partial_coverage": [], "unique_insights": [], "blind_spots": []}
+    scripts = {
+        "a": Script(text="Paris."),
+        "b": Script(text="It is Paris."),
+        "judge": Script(text=json.dumps(analysis)),
+        "down": Script(status=500),
+    }
+    with ScriptedServer(scripts) as server:
+
+        def spec(panel: list[str]) -> str:
+            member = lambda m: {"model": f"openai/{m}", "api_base": server.base_url, "api_key": "sk-local"}  # noqa: E731
+            return json.dumps({"panel": [member(m) for m in panel], "judge": member("judge"), "timeout": 10})
+
+        ok, failed = tmp_path / "ok.html", tmp_path / "failed.html"
+        assert cli.main(["ask", "Capital of France?", "--preset", "adhoc", "--fusion", spec(["a", "b"]), "--html", str(ok)]) == 0
+        page = ok.read_text()
+        assert "Capital of France?" in page and "It is Paris." in page and "The run failed" not in page
+        assert cli.main(["ask", "Capital?", "--preset", "adhoc", "--fusion", spec(["down", "a"]), "--html", str(failed)]) == 1
+    page = failed.read_text()
+    err = capsys.readouterr().err
+    assert f"wrote the HTML report to {failed}" in err
+    # The failed run's page names the member that failed and why, and the error the run ended with.
+    assert "The run failed, so there is no final answer" in page and "1 of 2 panel members answered" in page
+    assert 'data-model="openai/down"' in page and "InternalServerError" in page

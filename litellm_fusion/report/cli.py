@@ -37,9 +37,9 @@ def _write(path: str, text: str) -> Path:
     return out
 
 
-def write_trace_report(path: str, trace: dict[str, Any], *, question: str | None, answer: str | None) -> Path:
-    """Write the report page of one run to ``path`` and say so on stderr."""
-    out = _write(path, trace_page(trace, question=question, answer=answer))
+def write_trace_report(path: str, trace: dict[str, Any], *, question: str | None, answer: str | None, error: str | None = None) -> Path:
+    """Write the report page of one run (``error``: why it failed, when it did) to ``path`` and say so on stderr."""
+    out = _write(path, trace_page(trace, question=question, answer=answer, error=error))
     print(f"wrote the HTML report to {out}", file=sys.stderr)
     return out
 

@@ -223,6 +223,10 @@ def timeline_svg(timeline: Timeline) -> str:
             out.append(f'<rect x="0" y="{y}" width="{width}" height="{_ROW_H}" fill="#f8fafc"/>')
         weight = ' font-weight="600"' if not label.startswith("  ") else ' fill="#4b5563"'
         out.append(f'<text x="6" y="{y + 15}"{weight} xml:space="preserve">{esc(_short(label, 46))}</text>')
+    bars_by_row: dict[int, list[tuple[float, float]]] = {}
+    for span in timeline.spans:
+        if span.kind != "member":
+            bars_by_row.setdefault(span.row, []).append((x(span.start_ms), x(span.end_ms)))
     for span in timeline.spans:
         y = _TOP + span.row * _ROW_H
         x0, x1 = x(span.start_ms), x(span.end_ms)
@@ -242,16 +246,22 @@ def timeline_svg(timeline: Timeline) -> str:
         if span.kind == "member" and span.status != "ok":
             out.append(f'<text x="{x1 + 4}" y="{y + 15}" fill="#b91c1c">{esc(span.status)}</text>')
         elif span.kind in ("synthesizer", "judge", "judge_repair") or (span.kind == "member" and span.end_ms - span.start_ms > 0):
-            out.append(_duration_label(span, x0, x1, y, width))
+            others = [bar for bar in bars_by_row.get(span.row, []) if bar != (x0, x1)]
+            out.append(_duration_label(span, x0, x1, y, width, others))
     out.append("</svg>")
     return "".join(out)
 
 
-def _duration_label(span: Span, x0: float, x1: float, y: float, width: float) -> str:
+def _duration_label(span: Span, x0: float, x1: float, y: float, width: float, others: list[tuple[float, float]]) -> str:
+    """The span's duration beside it, right if there is room before the next bar of its row, else left, else none
+    (its tooltip still says it)."""
     text = esc(secs(span.end_ms - span.start_ms))
-    if x1 + 60 < width:
+    room = 56
+    if x1 + room < width and not any(x1 <= start < x1 + room for start, _ in others):
         return f'<text x="{x1 + 4}" y="{y + 15}" fill="#374151">{text}</text>'
-    return f'<text x="{x0 - 4}" y="{y + 15}" text-anchor="end" fill="#374151">{text}</text>'
+    if x0 - room > _LABEL_W and not any(x0 - room < end <= x0 for _, end in others):
+        return f'<text x="{x0 - 4}" y="{y + 15}" text-anchor="end" fill="#374151">{text}</text>'
+    return ""
 
 
 def _tick_label(ms: float, step: float) -> str:

@@ -93,12 +93,14 @@ def _question(question: str | None) -> str:
     return f'<section id="question" class="question"><h2>Question</h2>{body}</section>'
 
 
-def _answer(answer: str | None, trace: dict[str, Any]) -> str:
+def _answer(answer: str | None, trace: dict[str, Any], error: str | None) -> str:
     synth = trace.get("synthesizer") if isinstance(trace.get("synthesizer"), dict) else {}
     by = f" · synthesizer {esc(synth.get('model'))}" if synth.get("model") else ""
     if trace.get("short_circuit"):
         by = f" · the panel agreed ({esc(trace['short_circuit'])}), no synthesis"
-    if answer is None:
+    if error is not None:
+        body = f'<p class="error-text">The run failed, so there is no final answer: {esc(error)}</p>'
+    elif answer is None:
         body = (
             '<p class="note">The final answer is not in this file (a bare trace): save the whole response, '
             "or the <code>--json</code> output of <code>litellm-fusion ask</code>.</p>"
@@ -134,7 +136,10 @@ def _sources(member: dict[str, Any]) -> str:
 
 def _card(member: dict[str, Any], name: str) -> str:
     status = member.get("status")
-    meta = [secs(member.get("latency_ms")), f"{tokens(member.get('usage'))} tokens", usd(member.get("cost"))]
+    if isinstance(member.get("usage"), dict):
+        meta = [secs(member.get("latency_ms")), f"{tokens(member.get('usage'))} tokens", usd(member.get("cost"))]
+    else:  # a member that failed before any response: nothing was counted
+        meta = [secs(member.get("latency_ms")), "no usage reported"]
     if member.get("web") and member.get("web") != "off":
         meta.append(f"web: {member['web']}")
     tool_calls = _dicts(member.get("tool_calls"))
@@ -242,8 +247,9 @@ def _calls(timeline: Timeline) -> str:
     )
 
 
-def trace_page(trace: dict[str, Any], *, question: str | None = None, answer: str | None = None) -> str:
-    """The report page of one fusion ``trace`` (the ``fusion`` field), with its question and final answer when known.
+def trace_page(trace: dict[str, Any], *, question: str | None = None, answer: str | None = None, error: str | None = None) -> str:
+    """The report page of one fusion ``trace`` (the ``fusion`` field), with its question and final answer when known,
+    or the ``error`` the run ended with (a failed run's exception carries its trace).
 
     Every model and web text is escaped and only http(s) sources become links; the page has no script and a
     Content-Security-Policy that blocks any network access.
@@ -254,7 +260,7 @@ def trace_page(trace: dict[str, Any], *, question: str | None = None, answer: st
         [
             _header(trace),
             _question(question),
-            _answer(answer, trace),
+            _answer(answer, trace, error),
             _panel(members),
             _analysis(trace, members),
             _timeline(timeline),
