@@ -306,5 +306,6 @@ def test_ask_html_for_a_run_and_for_a_failed_run(tmp_path: Path, capsys):
     err = capsys.readouterr().err
     assert f"wrote the HTML report to {failed}" in err
     # The failed run's page names the member that failed and why, and the error the run ended with.
-    assert "The run failed, so there is no final answer" in page and "1 of 2 panel members answered" in page
+    # (0 or 1 of 2: once "down" fails the quorum of 2 is out of reach, and "a" may be dropped before it answers.)
+    assert "The run failed, so there is no final answer" in page and re.search(r"[01] of 2 panel members answered, 2 needed", page)
     assert 'data-model="openai/down"' in page and "InternalServerError" in page

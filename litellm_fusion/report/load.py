@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,8 +78,6 @@ def report_input(data: Any, *, question: str | None = None) -> ReportInput:
 
 def read_report_input(path: str | Path, *, question: str | None = None) -> ReportInput:
     """:func:`report_input` of the JSON file at ``path`` (``-`` reads stdin)."""
-    import sys
-
     try:
         text = sys.stdin.read() if str(path) == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as exc:

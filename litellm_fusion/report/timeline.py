@@ -9,7 +9,7 @@ the judge; the timeline then says it is approximate.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .html import esc, num, secs
@@ -171,7 +171,7 @@ def timeline_of(trace: dict[str, Any]) -> Timeline:
             )  # fmt: skip
             judge_end = start + latency
         elif judge.get("status") != "ok":
-            spans[-1] = Span(**{**spans[-1].__dict__, "status": "failed"})
+            spans[-1] = replace(spans[-1], status="failed")
     if synth and num(synth.get("latency_ms")) is not None:
         start = num(synth.get("start_ms"))
         start = judge_end if start is None else start
