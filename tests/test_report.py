@@ -309,3 +309,15 @@ def test_ask_html_for_a_run_and_for_a_failed_run(tmp_path: Path, capsys):
     # (0 or 1 of 2: once "down" fails the quorum of 2 is out of reach, and "a" may be dropped before it answers.)
     assert "The run failed, so there is no final answer" in page and re.search(r"[01] of 2 panel members answered, 2 needed", page)
     assert 'data-model="openai/down"' in page and "InternalServerError" in page
+
+
+def test_a_malformed_trace_still_renders():
+    # A hand-edited or truncated file: wrong types everywhere the page reads; it must render, not crash.
+    trace = sample_trace()
+    trace["panel"][0].update(latency_ms="slow", usage="many", cost="free", sources="none", tool_calls=[1, "x"], nested_calls={"a": 1})
+    trace["panel"][1].update(start_ms="later", letter=None)
+    trace["analysis"] = {"consensus": "one string", "contradictions": [{"topic": 1, "stances": "x"}], "partial_coverage": [{"models": "A"}]}
+    trace.update(judge="gpt", synthesizer=["x"], usage=None, cost=None, latency_ms=None, letters=["A"])
+    page = trace_page(trace)
+    assert Dom(page).ids()[: len(SECTIONS)] == SECTIONS
+    assert page.count('class="card member') == 3 and "one string" not in page  # a string is not a list of points

@@ -89,7 +89,7 @@ section { background: var(--card); border: 1px solid var(--line); border-radius:
 h2 { font-size: 15px; text-transform: uppercase; letter-spacing: .04em; color: var(--muted); margin: 0 0 10px; }
 h3 { font-size: 14px; margin: 14px 0 6px; }
 .text { white-space: pre-wrap; overflow-wrap: anywhere; margin: 0; font: inherit; }
-.answer .text { font-size: 15px; }
+.answer .text { font-size: 15px; max-height: 560px; overflow: auto; }
 .question .text { font-size: 15px; font-weight: 500; }
 .note { color: var(--muted); font-style: italic; }
 .grid { display: grid; gap: 12px; }

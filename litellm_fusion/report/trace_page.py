@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .html import esc, link, page, secs, tokens, usd
+from .html import esc, link, num, page, secs, tokens, usd
 from .timeline import Timeline, display_order, legend, panel_names, timeline_of, timeline_svg
 
 __all__ = ["trace_page"]
@@ -73,6 +73,9 @@ def _header(trace: dict[str, Any]) -> str:
         f"tokens <b>{esc(tokens(usage))}</b>",
         f"cost <b>{esc(usd(trace.get('cost')))}</b>",
     ]
+    stages = _stage_times(trace)
+    if stages:
+        facts.append(" · ".join(f"{name} <b>{esc(secs(ms))}</b>" for name, ms in stages))
     unpriced = _strings(trace.get("unpriced_models"))
     if unpriced:
         facts.append(f"unpriced <b>{esc(', '.join(unpriced))}</b>")
@@ -82,6 +85,19 @@ def _header(trace: dict[str, Any]) -> str:
         failed = ", ".join(_strings(trace.get("failed_models"))) or "-"
         facts.append(f'<span class="status error">degraded</span> failed: <b>{esc(failed)}</b>')
     return f'<header id="summary"><h1>litellm-fusion report</h1><div class="facts">{"".join(f"<span>{f}</span>" for f in facts)}</div></header>'
+
+
+def _stage_times(trace: dict[str, Any]) -> list[tuple[str, float]]:
+    """Wall time per stage: the panel (its slowest member), the judge, the synthesizer."""
+    out = []
+    latencies = [num(m.get("latency_ms")) for m in _dicts(trace.get("panel"))]
+    if any(v is not None for v in latencies):
+        out.append(("panel", max(v for v in latencies if v is not None)))
+    for stage in ("judge", "synthesizer"):
+        entry = trace.get(stage)
+        if isinstance(entry, dict) and num(entry.get("latency_ms")) is not None:
+            out.append((stage, num(entry["latency_ms"]) or 0.0))
+    return out
 
 
 def _question(question: str | None) -> str:
@@ -140,6 +156,8 @@ def _card(member: dict[str, Any], name: str) -> str:
         meta = [secs(member.get("latency_ms")), f"{tokens(member.get('usage'))} tokens", usd(member.get("cost"))]
     else:  # a member that failed before any response: nothing was counted
         meta = [secs(member.get("latency_ms")), "no usage reported"]
+    if member.get("finish_reason") not in (None, "stop"):
+        meta.append(f"finish: {member['finish_reason']}")  # e.g. length: the answer was cut at max_tokens
     if member.get("web") and member.get("web") != "off":
         meta.append(f"web: {member['web']}")
     tool_calls = _dicts(member.get("tool_calls"))
