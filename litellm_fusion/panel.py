@@ -47,7 +47,7 @@ class MemberOutcome:
     sources: tuple[Source, ...] = ()
     tool_calls: tuple[ToolCallRecord, ...] = ()
     notes: tuple[str, ...] = ()
-    calls: tuple[CallRecord, ...] = ()
+    nested_calls: tuple[CallRecord, ...] = ()
     """Each model call the member made (one, or several in a web tool loop), for the trace's timeline."""
 
     @property
@@ -70,7 +70,7 @@ class MemberOutcome:
             "sources": [{"url": s.url, "title": s.title} for s in self.sources],
             "tool_calls": [c.as_dict() for c in self.tool_calls],
             "notes": list(self.notes),
-            "nested_calls": [call_trace(c) for c in self.calls],
+            "nested_calls": [call_trace(c) for c in self.nested_calls],
         }
 
 
@@ -157,7 +157,7 @@ async def _ask(
         sources=result.sources if result else (),
         tool_calls=result.tool_calls if result else (),
         notes=result.notes if result else (),
-        calls=result.records if result else (),
+        nested_calls=result.records if result else (),
     )
 
 
