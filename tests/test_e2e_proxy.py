@@ -729,3 +729,19 @@ def test_two_workers_non_stream_and_stream(workers_client: openai.OpenAI, upstre
     assert len(traces) == 1
     assert_standard_trace(traces[0], panel=["m1", "m2"])
     assert usage_chunk(chunks).usage.model_dump()["cost"] == pytest.approx(expected_cost(upstream), rel=1e-9, abs=0)
+
+
+# ----- the HTML report of a saved proxy response ------------------------------------------------------------
+
+
+def test_a_saved_proxy_response_becomes_a_report(client: openai.OpenAI, tmp_path: Path):
+    from litellm_fusion import cli
+
+    response = client.chat.completions.create(model="fz", messages=MESSAGES)
+    saved, page_file = tmp_path / "response.json", tmp_path / "report.html"
+    saved.write_text(json.dumps(response.model_dump()))
+    assert cli.main(["report", str(saved), "-o", str(page_file), "--question", MESSAGES[0]["content"]]) == 0
+    page = page_file.read_text()
+    assert SYNTH_TEXT.split(";")[0] in page and MESSAGES[0]["content"] in page
+    assert page.count('class="card member') == 2 and 'class="span judge"' in page and 'class="span synthesizer"' in page
+    assert "Approximate" not in page  # the start offsets came through the proxy's `fusion` field
