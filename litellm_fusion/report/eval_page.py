@@ -75,13 +75,15 @@ def eval_page(data: dict[str, Any], *, plot_png: bytes | None = None, plot_note:
     the plot's PNG bytes, inlined as a data: image, or ``plot_note`` saying why there is none."""
     summaries = _dicts(data.get("summaries"))
     names = [str(s.get("name")) for s in summaries]
+    duration = num(data.get("duration_s"))
     facts = [
         f"questions <b>{esc(data.get('questions_path'))}</b> ({esc(data.get('n_questions'))})",
         f"configurations <b>{len(summaries)}</b>",
-        f"concurrency <b>{esc(data.get('concurrency'))}</b>",
-        f"took <b>{esc(secs((num(data.get('duration_s')) or 0) * 1000))}</b>",
-        f"started <b>{esc(data.get('started_at'))}</b>",
+        f"concurrency <b>{esc(data.get('concurrency'))}</b>" if data.get("concurrency") is not None else "",
+        f"took <b>{esc(secs(duration * 1000))}</b>" if duration is not None else "",
+        f"started <b>{esc(data.get('started_at'))}</b>" if data.get("started_at") else "",
     ]
+    facts = [fact for fact in facts if fact]
     if plot_png:
         plot = f'<img class="plot" alt="accuracy against cost and latency" src="data:image/png;base64,{base64.b64encode(plot_png).decode("ascii")}">'
     else:
