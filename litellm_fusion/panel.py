@@ -49,6 +49,8 @@ class MemberOutcome:
     notes: tuple[str, ...] = ()
     nested_calls: tuple[CallRecord, ...] = ()
     """Each model call the member made (one, or several in a web tool loop), for the trace's timeline."""
+    started: float | None = None
+    """``time.perf_counter()`` when ``latency_ms`` started counting (the pipeline turns it into ``start_ms``)."""
 
     @property
     def ok(self) -> bool:
@@ -158,6 +160,7 @@ async def _ask(
         tool_calls=result.tool_calls if result else (),
         notes=result.notes if result else (),
         nested_calls=result.records if result else (),
+        started=started,
     )
 
 
@@ -171,6 +174,7 @@ def _dropped(index: int, member: MemberSpec, started: float, why: str) -> Member
         latency_ms=(time.perf_counter() - started) * 1000,
         record=None,
         error=CallError(type="Dropped", status_code=None, message=why),
+        started=started,
     )
 
 

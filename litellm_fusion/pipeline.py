@@ -91,9 +91,8 @@ class _Run:
     short_circuit: str | None = None
     """``exact`` or ``judge`` when the panel's agreement made later stages unnecessary."""
     agreed: str | None = None
-    panel_started_ms: float | None = None
     judge_started_ms: float | None = None
-    """Stage start offsets (ms since the request started), for the trace's timeline."""
+    """When the judge stage started (ms since the request started), for the trace's timeline."""
 
     @property
     def spec(self) -> FusionSpec:
@@ -128,7 +127,6 @@ async def _panel_and_judge(run: _Run) -> None:
     spec = run.spec
     uses_fetch = spec.web.fetch.enabled and any(mode in ("client", "native") for mode in run.request.web_modes)
     fetcher = run.fetcher_factory(spec.web.fetch) if uses_fetch else None
-    run.panel_started_ms = run.ledger.offset_ms()  # every member starts here: they run concurrently
     try:
         run.panel = await run_panel(
             spec=spec,
@@ -371,7 +369,10 @@ def _judge_trace(run: _Run) -> dict[str, Any] | None:
 
 def build_trace(run: _Run) -> dict[str, Any]:
     """The caller-visible record of the run so far (shape documented in the README)."""
-    panel = [{"letter": run.letters.get(o.index), **o.trace(), "start_ms": run.panel_started_ms} for o in run.panel]
+    panel = [
+        {"letter": run.letters.get(o.index), **o.trace(), "start_ms": None if o.started is None else run.ledger.offset_ms(o.started)}
+        for o in run.panel
+    ]
     judge_failed = run.judge.failed_reason if run.judge else None
     fell_back = bool(run.synthesizer and run.synthesizer["errors"])
     return {

@@ -553,7 +553,9 @@ def test_litellm_fusion_eval_subcommand(tmp_path: Path, questions_file: Path, cl
     _check_outputs(out, capsys.readouterr().out)
 
 
-def test_eval_html_is_one_page_with_the_table_and_the_plot(tmp_path: Path, questions_file: Path, cli_server, capsys, fusion_registered) -> None:
+def test_eval_html_is_one_page_with_the_table_and_the_plot(
+    tmp_path: Path, questions_file: Path, cli_server, capsys, fusion_registered
+) -> None:
     from litellm_fusion import cli
 
     out, page_file = tmp_path / "out", tmp_path / "eval.html"

@@ -273,3 +273,22 @@ async def test_inside_the_proxy_a_configured_search_tool_is_used(site, monkeypat
     assert site.searches[-1] == "lighthouse"
     with pytest.raises(litellm.BadRequestError, match="no search tool 'missing'"):
         make_search(WebSearchSpec(search_tool_name="missing"), router=router)
+
+
+def test_the_timeline_of_a_web_member_interleaves_its_model_and_tool_calls(models, site, handler):
+    from litellm_fusion.report.timeline import timeline_of
+
+    models.set_script("gpt-4o-mini", researcher(site, f"It is 43 metres tall. Source: {site.base}/article"))
+    trace = ask(fusion=spec(models, site))._hidden_params["fusion"]
+    member = next(p for p in trace["panel"] if p["model"] == "openai/gpt-4o-mini")
+    calls = sorted(
+        [("model", c["start_ms"], c["start_ms"] + c["latency_ms"]) for c in member["nested_calls"]]
+        + [(c["name"], c["start_ms"], c["start_ms"] + c["latency_ms"]) for c in member["tool_calls"]],
+        key=lambda c: c[1],
+    )
+    # model → search → model → fetch → model: each starts after the previous one ended (0.1 ms rounding).
+    assert [kind for kind, _, _ in calls] == ["model", "web_search", "model", "web_fetch", "model"]
+    assert all(later[1] >= earlier[2] - 0.2 for earlier, later in zip(calls, calls[1:], strict=False))
+    assert member["start_ms"] <= calls[0][1] and calls[-1][2] <= member["start_ms"] + member["latency_ms"] + 0.2
+    spans = [s for s in timeline_of(trace).calls if s.stage.endswith("openai/gpt-4o-mini")]
+    assert [s.kind for s in spans] == ["model", "web_search", "model", "web_fetch", "model"]
