@@ -321,3 +321,11 @@ def test_a_malformed_trace_still_renders():
     page = trace_page(trace)
     assert Dom(page).ids()[: len(SECTIONS)] == SECTIONS
     assert page.count('class="card member') == 3 and "one string" not in page  # a string is not a list of points
+
+
+def test_a_streamed_demo_writes_its_report_too(tmp_path: Path, capsys):
+    page_file = tmp_path / "stream.html"
+    assert cli.main(["demo", "--scripted", "--stream", "--html", str(page_file)]) == 0
+    assert cli.DEMO_FINAL.splitlines()[0] in capsys.readouterr().out  # streamed as before
+    page = page_file.read_text()
+    assert cli.DEMO_FINAL.splitlines()[0] in page and 'class="span synthesizer"' in page and "Approximate" not in page
