@@ -329,3 +329,10 @@ def test_a_streamed_demo_writes_its_report_too(tmp_path: Path, capsys):
     assert cli.DEMO_FINAL.splitlines()[0] in capsys.readouterr().out  # streamed as before
     page = page_file.read_text()
     assert cli.DEMO_FINAL.splitlines()[0] in page and 'class="span synthesizer"' in page and "Approximate" not in page
+
+
+def test_a_summary_trace_says_the_answers_were_not_exposed():
+    from litellm_fusion.clients import exposed_trace
+
+    page = trace_page(exposed_trace(sample_trace(), "summary"))
+    assert page.count("(answer not exposed)") == 2 and "Paris is the capital." not in page  # the two members that answered
