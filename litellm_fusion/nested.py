@@ -19,6 +19,10 @@ CompleteFn = Callable[..., Awaitable[Any]]
 """The completion seam: ``litellm.acompletion`` by default, a Router's ``acompletion`` in the proxy, a fake in tests."""
 
 
+MIN_SECRET_CHARS = 8
+"""The shortest API key that error messages redact; real provider keys are far longer."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class CallError:
     """Why a nested call failed, safe to show to the caller (secrets redacted)."""
@@ -30,10 +34,14 @@ class CallError:
 
     @classmethod
     def from_exception(cls, exc: BaseException, *, secrets: tuple[str, ...] = ()) -> CallError:
-        """Describe ``exc``; any of ``secrets`` in its message is replaced by ``[redacted]``."""
+        """Describe ``exc``; any of ``secrets`` in its message is replaced by ``[redacted]``.
+
+        Values shorter than ``MIN_SECRET_CHARS`` are placeholders (``api_key="x"`` for a local server), not
+        secrets: replacing them would mangle every word that contains them.
+        """
         message = str(exc) or type(exc).__name__
         for secret in secrets:
-            if secret:
+            if len(secret) >= MIN_SECRET_CHARS:
                 message = message.replace(secret, "[redacted]")
         if len(message) > 500:
             message = message[:500] + "…"
