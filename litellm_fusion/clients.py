@@ -15,9 +15,11 @@ from typing import Any
 from .config import EXPOSURE_LEVELS, FusionSpec
 from .errors import FusionConfigError
 
-__all__ = ["CLIENT_FIELDS", "CLIENT_MEMBER_FIELDS", "openrouter_overrides", "ClientVetter", "exposed_trace"]
+__all__ = ["CLIENT_FIELDS", "CLIENT_MEMBER_FIELDS", "openrouter_overrides", "map_openrouter_fields", "ClientVetter", "exposed_trace"]
 
-CLIENT_FIELDS = frozenset({"panel", "judge", "synthesizer", "temperature", "max_completion_tokens", "timeout", "min_quorum", "expose"})
+CLIENT_FIELDS = frozenset(
+    {"panel", "judge", "synthesizer", "temperature", "max_completion_tokens", "timeout", "min_quorum", "expose", "invocation"}
+)
 """Spec fields a proxy client may override."""
 
 CLIENT_MEMBER_FIELDS = frozenset({"model", "temperature", "top_p", "max_tokens"})
@@ -45,10 +47,13 @@ def openrouter_overrides(plugins: Any) -> dict[str, Any]:
     for plugin in plugins:
         if not isinstance(plugin, dict) or plugin.get("id") != "fusion":
             continue
-        for source, target in _OPENROUTER_FIELDS.items():
-            if plugin.get(source) is not None:
-                overrides[target] = plugin[source]
+        overrides.update(map_openrouter_fields(plugin))
     return overrides
+
+
+def map_openrouter_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """OpenRouter's fusion fields (``analysis_models``, ``model``, ...) as spec overrides; others are ignored."""
+    return {target: fields[source] for source, target in _OPENROUTER_FIELDS.items() if fields.get(source) is not None}
 
 
 class ClientVetter:

@@ -180,6 +180,11 @@ class FusionSpec(BaseModel):
         "full",
         description="How much of the trace the caller gets: `full`, `summary` (no member texts) or `none`; clients may only lower it.",
     )
+    invocation: Literal["always", "auto", "required"] = Field(
+        "always",
+        description="`always` runs the panel on every request; `auto` lets the synthesizer model answer directly or call the "
+        "panel as a tool; `required` makes it call the tool (it writes the panel's focused question).",
+    )
     clients: ClientPolicy = Field(default_factory=ClientPolicy, description="What proxy clients may override per request.")
     web: WebSpec = Field(default_factory=WebSpec, description="Web search and fetch for panel members.")
 

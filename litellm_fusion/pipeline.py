@@ -22,6 +22,7 @@ from . import prompts
 from .config import FusionSpec, MemberSpec
 from .consensus import SHORT_CIRCUIT_BLOCKERS, agreed_answer, judge_found_full_consensus
 from .errors import FusionTimeoutError, PanelFailedError, SynthesisFailedError
+from .invocation import Decision, always_trace, decide, effective_mode, focused_messages, stream_decision
 from .judge import JudgeOutcome, analyse
 from .nested import CallError, CompleteFn, secrets_of
 from .panel import AnswerFn, MemberOutcome, plain_answer, run_panel
@@ -54,6 +55,8 @@ class FusionRequest:
     """The client loop's search function, when a member may search client-side."""
     cost_estimate: float | None = None
     """The pre-flight worst-case cost, when ``max_cost`` is set."""
+    depth: int = 0
+    """Fusion fan-outs this request already passed through (``x-litellm-fusion-depth``); >= 1: a single call."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,10 +96,19 @@ class _Run:
     agreed: str | None = None
     judge_started_ms: float | None = None
     """When the judge stage started (ms since the request started), for the trace's timeline."""
+    invocation: dict[str, Any] | None = None
+    """The outer decision's trace entry (``invocation.Decision.trace``)."""
+    focus: str | None = None
+    """The outer model's focused question for the panel."""
 
     @property
     def spec(self) -> FusionSpec:
         return self.request.spec
+
+    @property
+    def panel_messages(self) -> list[dict[str, Any]]:
+        """What the panel and the judge read: the conversation, plus the focused question when there is one."""
+        return focused_messages(self.request.messages, self.focus)
 
     def remaining(self, stage_limit: float | None = None) -> float:
         left = max(0.001, self.request.timeout - (time.perf_counter() - self.started))
@@ -130,7 +142,7 @@ async def _panel_and_judge(run: _Run) -> None:
     try:
         run.panel = await run_panel(
             spec=spec,
-            messages=run.request.messages,
+            messages=run.panel_messages,
             answer=_answer_fn(run, fetcher),
             timeout=run.remaining(spec.panel_timeout),
             secrets=secrets_of(spec),
@@ -158,7 +170,7 @@ async def _panel_and_judge(run: _Run) -> None:
     run.judge_started_ms = run.ledger.offset_ms()
     run.judge = await analyse(
         spec=spec,
-        messages=run.request.messages,
+        messages=run.panel_messages,
         answers=run.answers(),
         names=run.names(),
         nonce=run.nonce,
@@ -195,6 +207,33 @@ def _answer_fn(run: _Run, fetcher: Any) -> AnswerFn:
         )
 
     return answer
+
+
+def _decision_args(run: _Run) -> dict[str, Any]:
+    request = run.request
+    return {
+        "mode": effective_mode(run.spec, request.depth),
+        "writer": run.spec.synthesizer_or_judge,
+        "spec": run.spec,
+        "messages": request.messages,
+        "final_params": request.final_params,
+        "complete": run.complete,
+        "ledger": run.ledger,
+        "secrets": secrets_of(run.spec),
+        "depth": request.depth,
+    }
+
+
+def _decided(run: _Run, decision: Decision) -> bool:
+    """Record the outer decision; True when the panel runs. A failed single call (depth >= 1) is a 503."""
+    run.invocation, run.focus = decision.trace(), decision.question
+    if decision.error is not None and not decision.invoked:
+        raise SynthesisFailedError(
+            f"the single call failed: {decision.error.type}: {decision.error.message}",
+            model=f"fusion/{run.request.name}",
+            trace=build_trace(run),
+        )
+    return decision.invoked
 
 
 def _writers(spec: FusionSpec) -> list[MemberSpec]:
@@ -235,6 +274,12 @@ async def run_fusion(
     run = _Run(request=request, complete=complete, rng=rng or random.Random(), fetcher_factory=fetcher_factory or default_fetcher)
     try:
         async with asyncio.timeout(request.timeout):
+            if effective_mode(request.spec, request.depth) == "always":
+                run.invocation = always_trace(request.depth)
+            else:
+                decision = await decide(**_decision_args(run))
+                if not _decided(run, decision):
+                    return FusionResult(response=decision.response, ledger=run.ledger, trace=build_trace(run))
             await _panel_and_judge(run)
             if run.agreed is not None:
                 response = litellm.ModelResponse(
@@ -286,6 +331,26 @@ async def stream_fusion(
     run = _Run(request=request, complete=complete, rng=rng or random.Random(), fetcher_factory=fetcher_factory or default_fetcher)
     deadline = asyncio.get_running_loop().time() + request.timeout
     try:
+        if effective_mode(request.spec, request.depth) == "always":
+            run.invocation = always_trace(request.depth)
+        else:
+            # The direct answer streams as it arrives; a call of the panel tool is never forwarded.
+            outer = stream_decision(**_decision_args(run), price_model=request.aliases.get(run.spec.synthesizer_or_judge.model))
+            try:
+                while True:
+                    async with asyncio.timeout_at(deadline):
+                        try:
+                            item = await anext(outer)
+                        except StopAsyncIteration:
+                            break
+                    if isinstance(item, Decision):
+                        if not _decided(run, item):
+                            yield FusionDone(ledger=run.ledger, trace=build_trace(run))
+                            return
+                    else:
+                        yield item
+            finally:
+                await outer.aclose()
         async with asyncio.timeout_at(deadline):
             await _panel_and_judge(run)
         if run.agreed is not None:
@@ -392,4 +457,5 @@ def build_trace(run: _Run) -> dict[str, Any]:
         "quorum": run.spec.quorum,
         "short_circuit": run.short_circuit,
         "cost_estimate": run.request.cost_estimate,
+        "invocation": run.invocation,
     }

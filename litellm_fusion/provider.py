@@ -21,6 +21,7 @@ from litellm.types.utils import Choices, GenericStreamingChunk, Message, ModelRe
 from .clients import exposed_trace
 from .config import PresetStore
 from .errors import FusionConfigError
+from .invocation import with_depth
 from .nested import CompleteFn
 from .pipeline import FusionDone, FusionRequest, FusionResult, run_fusion, stream_fusion
 from .request import build_request
@@ -208,7 +209,8 @@ class FusionLLM(CustomLLM):
             router=router,
             from_proxy_client=in_proxy is not None and bool((litellm_params or {}).get("proxy_server_request")),
         )
-        return request, routed_complete(router, self.complete)
+        # Every nested call says how deep it is, so a fusion on another proxy does not fan out again.
+        return request, with_depth(routed_complete(router, self.complete), request.depth + 1)
 
     async def acompletion(
         self,

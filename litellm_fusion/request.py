@@ -15,6 +15,7 @@ from .budget import check_cost_cap, check_prompt_size
 from .clients import ClientVetter, openrouter_overrides
 from .config import FusionSpec, PresetStore
 from .errors import FusionConfigError
+from .invocation import check_client_tools, incoming_depth, split_server_tool
 from .pipeline import FusionRequest
 from .routing import deployment_spec, fusion_model_names, router_names, underlying_models
 from .synthesis import FINAL_ANSWER_PARAMS
@@ -91,15 +92,15 @@ def build_request(
     the deployment's own ``fusion`` spec, which the Router still holds.
     """
     litellm_params = litellm_params or {}
-    requested = {**openrouter_overrides(optional_params.get("plugins")), **fusion_overrides(optional_params)}
+    server_tool = split_server_tool(optional_params.get("tools"), optional_params.get("tool_choice"))
+    check_client_tools(server_tool.tools)
+    shaped = {**openrouter_overrides(optional_params.get("plugins")), **server_tool.overrides}
+    requested = {**shaped, **fusion_overrides(optional_params)}
     if from_proxy_client:
         configured = deployment_spec(router, litellm_params) or {}
         # LiteLLM hands over the deployment's dict when the client sent none: that is not an override.
         if optional_params.get("fusion") == configured:
-            requested = {
-                **openrouter_overrides(optional_params.get("plugins")),
-                **fusion_overrides({"extra_body": optional_params.get("extra_body")}),
-            }
+            requested = {**shaped, **fusion_overrides({"extra_body": optional_params.get("extra_body")})}
         proxy_models = router_names(router) - fusion_model_names(router)
         spec = presets.resolve(model, configured, client_overrides=requested, check_client=ClientVetter(proxy_models))
     else:
@@ -110,6 +111,10 @@ def build_request(
     aliases = underlying_models(router)
     web_modes = tuple(member_web_mode(m, spec, aliases) for m in spec.panel)
     final_params = {k: v for k, v in optional_params.items() if k in FINAL_ANSWER_PARAMS and v is not None}
+    if server_tool.overrides:  # the server tool is ours: the synthesizer gets only the client's own tools
+        final_params.pop("tools", None)
+        final_params.pop("tool_choice", None)
+        final_params.update({k: v for k, v in (("tools", server_tool.tools), ("tool_choice", server_tool.tool_choice)) if v is not None})
     return FusionRequest(
         name=model,
         spec=spec,
@@ -120,6 +125,7 @@ def build_request(
         cost_estimate=check_cost_cap(spec, checked, aliases),
         web_modes=web_modes,
         web_search=_search_for(spec, web_modes, router),
+        depth=incoming_depth(litellm_params),
     )
 
 

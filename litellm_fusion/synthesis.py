@@ -60,10 +60,12 @@ async def stream_synthesis(
     complete: CompleteFn,
     ledger: UsageLedger,
     price_model: str | None = None,
+    role: str = "synthesizer",
 ) -> AsyncIterator[Any]:
     """Stream the synthesizer's chunks as they arrive; its usage and cost go into ``ledger`` at the end.
 
-    ``price_model`` is the LiteLLM model to price the stream by (the model behind a Router name).
+    ``price_model`` is the LiteLLM model to price the stream by (the model behind a Router name); ``role``
+    names the call in the ledger (``outer`` for the invocation decision, which streams the same way).
     """
     kwargs = member_kwargs(writer, spec, messages, extra=final_params)
     kwargs.update(stream=True, stream_options={"include_usage": True})
@@ -84,7 +86,7 @@ async def stream_synthesis(
     prompt_tokens, completion_tokens = usage_of(usage)
     ledger.add(
         CallRecord(
-            role="synthesizer",
+            role=role,
             model=writer.model,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
