@@ -59,7 +59,21 @@ SERVER_TOOL_TYPE = "openrouter:fusion"
 
 _SERVER_TOOL_PARAMETERS = frozenset({"analysis_models", "model", "temperature", "max_completion_tokens", "max_tool_calls"})
 
-_TEXT_TOOL_CALL = re.compile(r"^\s*<tool_call>\s*(\{.*\})\s*(?:</tool_call>)?\s*$", re.DOTALL)
+_TEXT_TOOL_CALL = re.compile(r"^\s*(?:<tool_call>|```(?:json)?)?\s*(\{.*\})\s*(?:</tool_call>|```)?\s*$", re.DOTALL)
+_OPENERS = ("<tool_call>", "```json", "```")
+_CALL_HEAD = '{"name":"' + FUSION_TOOL_NAME + '"'
+
+
+def _may_be_text_call(text: str) -> bool:
+    """Whether streamed text so far could still be a fusion tool call written as text (then it is held back)."""
+    squeezed = re.sub(r"\s+", "", text)
+    for opener in _OPENERS:
+        if opener.startswith(squeezed):
+            return True
+        if squeezed.startswith(opener):
+            squeezed = squeezed[len(opener) :]
+            break
+    return _CALL_HEAD.startswith(squeezed) or squeezed.startswith(_CALL_HEAD)
 
 
 def fusion_tool() -> dict[str, Any]:
@@ -246,10 +260,11 @@ def _question_from(arguments: Any) -> str | None:
 
 
 def _text_tool_call(content: str | None) -> tuple[bool, str | None]:
-    """(called, question) for a fusion tool call written as text, ``<tool_call>{"name": ..., "arguments": ...}``.
+    """(called, question) for a fusion tool call written as text: ``{"name": ..., "arguments": ...}``, alone,
+    in a code fence or in ``<tool_call>`` tags.
 
     Why: servers that render tools into a chat template but do not parse calls back (llama-cpp-python with a
-    GGUF's own template, Qwen/Hermes style) return the call as content.
+    GGUF's own template, Qwen/Hermes style) return the call as content; the name is ours, so it is unambiguous.
     """
     match = _TEXT_TOOL_CALL.match(content or "")
     if not match:
@@ -377,8 +392,7 @@ async def stream_decision(
                 if holding and text:
                     held += text
                     text = ""
-                    stripped = held.lstrip()
-                    if not ("<tool_call>".startswith(stripped) or stripped.startswith("<tool_call>")):
+                    if not _may_be_text_call(held):
                         text, held, holding = held, "", False
                 finish = None if ours or holding else choice.finish_reason
                 if text or others or finish:

@@ -181,10 +181,15 @@ async def test_panel_call_keeps_client_tools_for_the_synthesizer(upstream_server
     assert tool_names(upstream_server.requests[-1].body) == ["get_weather"]
 
 
+TEXT_CALL = f'{{"name": "{FUSION_TOOL_NAME}", "arguments": {{"question": "{FOCUS}"}}}}'
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-async def test_tool_call_written_as_text_calls_the_panel(upstream_server: ScriptedServer, spec: dict[str, Any], stream: bool) -> None:
-    """llama-cpp-python with a model's own chat template returns the call as text (Qwen/Hermes style)."""
-    text = f'<tool_call>\n{{"name": "{FUSION_TOOL_NAME}", "arguments": {{"question": "{FOCUS}"}}}}\n</tool_call>'
+@pytest.mark.parametrize(
+    "text", [f"<tool_call>\n{TEXT_CALL}\n</tool_call>", f"```json\n{TEXT_CALL}\n```", TEXT_CALL], ids=["tagged", "fenced", "bare"]
+)
+async def test_tool_call_written_as_text_calls_the_panel(upstream_server: ScriptedServer, spec: dict[str, Any], stream: bool, text: str) -> None:
+    """llama-cpp-python with a model's own chat template returns the call as text (Qwen: tagged or fenced)."""
     upstream_server.set_script(SYNTH, [Script(text=text, chunk_chars=5), Script(text=SYNTH_TEXT)])
     result = await call(stream=stream, fusion={**spec, "invocation": "auto"})
     assert text_of(result) == SYNTH_TEXT, "the call's text is never forwarded"
@@ -193,8 +198,14 @@ async def test_tool_call_written_as_text_calls_the_panel(upstream_server: Script
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-async def test_text_that_only_looks_like_a_tool_call_is_forwarded(upstream_server: ScriptedServer, spec: dict[str, Any], stream: bool) -> None:
-    text = "<tool_call> is how some models write calls; this is an answer."
+@pytest.mark.parametrize(
+    "text",
+    ["<tool_call> is how some models write calls; this is an answer.", "```python\nprint(42)\n```", '{"name": "other", "x": 1}'],
+    ids=["tag-prose", "code-fence", "other-json"],
+)
+async def test_text_that_only_looks_like_a_tool_call_is_forwarded(
+    upstream_server: ScriptedServer, spec: dict[str, Any], stream: bool, text: str
+) -> None:
     upstream_server.set_script(SYNTH, Script(text=text, chunk_chars=4))
     result = await call(stream=stream, fusion={**spec, "invocation": "auto"})
     assert text_of(result) == text

@@ -54,6 +54,7 @@ def eval_command(args: argparse.Namespace) -> int:
     import litellm
 
     from .configs import ConfigError, load_configs, resolve_data_path
+    from .decisions import decision_table
     from .report import write_outputs
     from .runner import load_questions, run_eval
 
@@ -99,6 +100,11 @@ def eval_command(args: argparse.Namespace) -> int:
     report.questions_path = str(questions_file)
     print(report.markdown(), end="")
     written = write_outputs(report, args.out)
+    decisions = decision_table(report.to_dict())
+    if decisions is not None:  # with invocation: auto/required, how often the panel ran and what it bought
+        print("\n" + decisions, end="")
+        with open(written["table"], "a", encoding="utf-8") as table:
+            table.write("\n" + decisions)
     for summary in report.summaries:
         for err in summary.error_list[:5]:
             print(f"  {summary.name} {err['id']}: {err['stage']} {err['type']}: {err['message'][:200]}", file=sys.stderr)

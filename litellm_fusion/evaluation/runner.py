@@ -245,6 +245,7 @@ def _fusion_summary(trace: dict[str, Any], question: Question) -> dict[str, Any]
         "short_circuit": trace.get("short_circuit"),
         "failed_models": trace.get("failed_models"),
         "trace_latency_ms": trace.get("latency_ms"),
+        "invocation": {k: (trace.get("invocation") or {}).get(k) for k in ("mode", "invoked", "reason")},
     }
 
 
@@ -337,6 +338,8 @@ def _summarise(config: EvalConfig, results: list[QuestionResult], unpriced: bool
             "short_circuit": sum(1 for f in traced if f.get("short_circuit")),
             # How often at least one panel member was right (what a perfect judge could have reached).
             "panel_any_correct": sum(1 for f in traced if any(m.get("correct") for m in f.get("panel") or [])),
+            # How often the panel ran (always: every call; auto: when the outer model called it).
+            "panel_called": sum(1 for f in traced if (f.get("invocation") or {}).get("invoked")),
         }
     return ConfigSummary(
         name=config.name,
