@@ -377,7 +377,7 @@ async def test_fusion_accuracy_tokens_cost(questions_file: Path, fusion_register
     per_question_cost = sum(price(f"openai/{m}", p, c) for m, (p, c) in USAGE.items())
     assert (s.total_tokens, s.mean_tokens) == (8 * per_question_tokens, per_question_tokens)
     assert s.total_cost == pytest.approx(8 * per_question_cost, rel=1e-9) and not s.unpriced
-    assert s.fusion_stats == {"judge_failed": 0, "degraded": 0, "short_circuit": 0, "panel_any_correct": 8}
+    assert s.fusion_stats == {"judge_failed": 0, "degraded": 0, "short_circuit": 0, "panel_any_correct": 8, "panel_called": 8}
     first = report.results_for("fusion")[0]
     assert first.cost == pytest.approx(per_question_cost, rel=1e-9)
     assert [m["correct"] for m in first.fusion["panel"]] == [True, True, False]  # panel answers graded too
