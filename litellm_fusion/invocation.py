@@ -59,7 +59,6 @@ SERVER_TOOL_TYPE = "openrouter:fusion"
 
 _SERVER_TOOL_PARAMETERS = frozenset({"analysis_models", "model", "temperature", "max_completion_tokens", "max_tool_calls"})
 
-_TEXT_TOOL_CALL = re.compile(r"^\s*(?:<tool_call>|```(?:json)?)?\s*(\{.*\})\s*(?:</tool_call>|```)?\s*$", re.DOTALL)
 _OPENERS = ("<tool_call>", "```json", "```")
 _CALL_HEAD = '{"name":"' + FUSION_TOOL_NAME + '"'
 
@@ -260,17 +259,21 @@ def _question_from(arguments: Any) -> str | None:
 
 
 def _text_tool_call(content: str | None) -> tuple[bool, str | None]:
-    """(called, question) for a fusion tool call written as text: ``{"name": ..., "arguments": ...}``, alone,
-    in a code fence or in ``<tool_call>`` tags.
+    """(called, question) for a reply that opens with a fusion tool call written as text:
+    ``{"name": ..., "arguments": ...}``, bare, in a code fence or in ``<tool_call>`` tags.
 
     Why: servers that render tools into a chat template but do not parse calls back (llama-cpp-python with a
     GGUF's own template, Qwen/Hermes style) return the call as content; the name is ours, so it is unambiguous.
+    Text after the call (a small model sometimes goes on to invent the tool's result) is dropped, as tool-call
+    parsers do.
     """
-    match = _TEXT_TOOL_CALL.match(content or "")
-    if not match:
-        return False, None
+    text = (content or "").lstrip()
+    for opener in _OPENERS:
+        if text.startswith(opener):
+            text = text[len(opener) :].lstrip()
+            break
     try:
-        call = json.loads(match.group(1))
+        call, _ = json.JSONDecoder().raw_decode(text)
     except ValueError:
         return False, None
     if not isinstance(call, dict) or call.get("name") != FUSION_TOOL_NAME:

@@ -186,7 +186,9 @@ TEXT_CALL = f'{{"name": "{FUSION_TOOL_NAME}", "arguments": {{"question": "{FOCUS
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 @pytest.mark.parametrize(
-    "text", [f"<tool_call>\n{TEXT_CALL}\n</tool_call>", f"```json\n{TEXT_CALL}\n```", TEXT_CALL], ids=["tagged", "fenced", "bare"]
+    "text",
+    [f"<tool_call>\n{TEXT_CALL}\n</tool_call>", f"```json\n{TEXT_CALL}\n```", TEXT_CALL, f"```json\n{TEXT_CALL}\n```\nAnswer: 153"],
+    ids=["tagged", "fenced", "bare", "fenced-then-invented-result"],
 )
 async def test_tool_call_written_as_text_calls_the_panel(upstream_server: ScriptedServer, spec: dict[str, Any], stream: bool, text: str) -> None:
     """llama-cpp-python with a model's own chat template returns the call as text (Qwen: tagged or fenced)."""
