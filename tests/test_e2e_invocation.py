@@ -60,8 +60,11 @@ def proxies(upstream: ScriptedServer) -> tuple[Proxy, Proxy]:
         _fusion("fz-auto", panel=["m1", "m2"], judge="j", invocation="auto"),
         _fusion("fz-req", panel=["m1", "m2"], judge="j", invocation="required"),
         _fusion("fz-plain", panel=["m1", "m2"], judge="j"),
+        {**_fusion("fz-tool", panel=["m1", "m2"], judge="j"), "model_info": {"fusion_server_tool": True}},
     ]
-    proxy_a = launch_proxy({"model_list": model_list_a, **_settings()})
+    settings_a = _settings()
+    settings_a["litellm_settings"]["callbacks"] = ["litellm_fusion.server_tool.fusion_server_tool"]
+    proxy_a = launch_proxy({"model_list": model_list_a, **settings_a})
     try:
         yield proxy_a.wait_live(), proxy_b.wait_live()
     finally:
@@ -197,3 +200,40 @@ def test_proxy_b_alone_still_fans_out(proxies: tuple[Proxy, Proxy], scripted: Sc
         response = http.post("/v1/chat/completions", json={"model": "fz-b", "messages": MESSAGES})
     assert response.status_code == 200 and response.json()["choices"][0]["message"]["content"] == SYNTH_TEXT
     assert sorted(r.model for r in scripted.requests) == ["gpt-4.1-mini", "gpt-4o", "gpt-4o", "gpt-4o-mini"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_server_tool_on_a_non_fusion_model_direct_answer(proxies: tuple[Proxy, Proxy], scripted: ScriptedServer, stream: bool) -> None:
+    """Proxy A's pre-call hook re-points `m1` + the server tool at `fz-tool`, with m1 as the outer model."""
+    server_tool = {"type": "openrouter:fusion", "parameters": {}}
+    text, trace, usage = _complete(proxies[0], stream, model="m1", tools=[server_tool])
+    assert text == PANEL_TEXT, "m1 answered directly"
+    (outer,) = scripted.requests
+    assert outer.model == "gpt-4o-mini" and [t["function"]["name"] for t in outer.body["tools"]] == [FUSION_TOOL_NAME]
+    assert trace["invocation"]["mode"] == "auto" and trace["invocation"]["invoked"] is False
+    assert trace["invocation"]["outer"]["model"] == "m1" and trace["preset"] == "fz-tool"
+    assert (usage.prompt_tokens, usage.completion_tokens) == (50, 5)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_server_tool_on_a_non_fusion_model_calls_the_panel(proxies: tuple[Proxy, Proxy], scripted: ScriptedServer, stream: bool) -> None:
+    scripted.set_script(
+        "gpt-4o-mini",
+        [
+            Script(tool_calls=[ToolCall(FUSION_TOOL_NAME, {"question": FOCUS})], prompt_tokens=50, completion_tokens=5),
+            Script(text=responder(PANEL_TEXT, SYNTH_TEXT), prompt_tokens=50, completion_tokens=5),
+        ],
+    )
+    server_tool = {"type": "openrouter:fusion", "parameters": {"analysis_models": ["m2"]}}
+    text, trace, _ = _complete(proxies[0], stream, model="m1", tools=[server_tool])
+    assert text == SYNTH_TEXT
+    assert [m["model"] for m in trace["panel"]] == ["m2"] and trace["synthesizer"]["model"] == "m1"
+    assert sorted(r.model for r in scripted.requests) == ["gpt-4.1-mini", "gpt-4o", "gpt-4o-mini", "gpt-4o-mini"]
+
+
+def test_server_tool_on_a_non_fusion_model_keeps_the_client_rules(proxies: tuple[Proxy, Proxy], scripted: ScriptedServer) -> None:
+    server_tool = {"type": "openrouter:fusion", "parameters": {"analysis_models": ["not-here"]}}
+    with proxies[0].http() as http:
+        response = http.post("/v1/chat/completions", json={"model": "m1", "messages": MESSAGES, "tools": [server_tool]})
+    assert response.status_code == 400 and "fusion.panel[0]" in response.text
+    assert scripted.requests == []
