@@ -71,6 +71,13 @@ def estimate_max_cost(spec: FusionSpec, messages: list[dict[str, Any]], aliases:
     aliases = aliases or {}
     prompt = litellm.token_counter(model="gpt-4o", messages=messages)
     total, answers = 0.0, 0
+    if spec.invocation != "always":
+        # The outer call (conversation + the panel tool), whose focused question then lengthens the panel's prompt.
+        writer = spec.synthesizer_or_judge
+        outer_cap = _cap(writer, spec, "fusion.synthesizer")
+        price_in, price_out = _prices(writer, aliases)
+        total += (prompt + _TEMPLATE_TOKENS) * price_in + outer_cap * price_out
+        prompt += outer_cap
     for i, member in enumerate(spec.panel):
         cap = _cap(member, spec, f"fusion.panel[{i}]")
         price_in, price_out = _prices(member, aliases)

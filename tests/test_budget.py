@@ -67,3 +67,12 @@ def test_retries_multiply_the_estimate():
 def test_prompt_above_the_size_cap_is_a_400():
     with pytest.raises(FusionConfigError, match="above max_prompt_chars=1000"):
         build(spec(max_prompt_chars=1000), messages=[{"role": "user", "content": "x" * 1001}])
+
+
+def test_auto_and_required_add_the_outer_call_to_the_estimate():
+    always = estimate_max_cost(FusionSpec.model_validate(spec()), MESSAGES)
+    big = litellm.get_model_info("openai/gpt-4o")
+    for invocation in ("auto", "required"):
+        estimate = estimate_max_cost(FusionSpec.model_validate(spec(invocation=invocation)), MESSAGES)
+        # At least one more call of the writer (gpt-4o): its 100-token completion cap at least.
+        assert estimate >= always + 100 * big["output_cost_per_token"]
