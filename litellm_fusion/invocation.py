@@ -233,7 +233,14 @@ class Decision:
             "cost": record.cost if record else None,
             "error": self.error.as_dict() if self.error else None,
         }
-        return {"mode": self.mode, "invoked": self.invoked, "reason": self.reason, "question": self.question, "outer": outer, "depth": self.depth}
+        return {
+            "mode": self.mode,
+            "invoked": self.invoked,
+            "reason": self.reason,
+            "question": self.question,
+            "outer": outer,
+            "depth": self.depth,
+        }
 
 
 def _outer_params(mode: str, final_params: dict[str, Any]) -> dict[str, Any]:
@@ -422,4 +429,3 @@ def focused_messages(messages: list[dict[str, Any]], question: str | None) -> li
     if not question:
         return messages
     return [*messages, {"role": "user", "content": f"The question to answer now, stated on its own:\n{question}"}]
-

@@ -37,7 +37,9 @@ def host_deployment(router: Any) -> str | None:
     """The ``model_name`` of the fusion deployment whose ``model_info`` has ``fusion_server_tool: true``."""
     for deployment in router.get_model_list() or []:
         data = deployment if isinstance(deployment, dict) else deployment.model_dump()
-        if (data.get("model_info") or {}).get(HOST_FLAG) is True and str((data.get("litellm_params") or {}).get("model", "")).startswith("fusion/"):
+        if (data.get("model_info") or {}).get(HOST_FLAG) is True and str((data.get("litellm_params") or {}).get("model", "")).startswith(
+            "fusion/"
+        ):
             return data["model_name"]
     return None
 

@@ -60,13 +60,20 @@ def test_decision_table_counts_panel_calls_and_splits_accuracy_by_kind(tmp_path:
         ],
     }
     rows = decision_table(data).splitlines()
-    assert rows[0] == "| configuration | invocation | panel called | accuracy | accuracy easy | accuracy hard | mean tokens | total cost | p50 latency |"
+    assert (
+        rows[0]
+        == "| configuration | invocation | panel called | accuracy | accuracy easy | accuracy hard | mean tokens | total cost | p50 latency |"
+    )
     assert rows[2] == "| solo | - | - | 50.0% (1/2) | 100.0% (1/1) | 0.0% (0/1) | 55 | $0.0020 | 2.00 s |"
     assert rows[3] == "| auto | auto | 1/2 | 100.0% (2/2) | 100.0% (1/1) | 100.0% (1/1) | 460 | $0.0020 | 5.00 s |"
     first, second = tmp_path / "a", tmp_path / "b"
     for directory, name in ((first, "solo"), (second, "auto")):
         directory.mkdir()
-        part = {**data, "configs": [c for c in data["configs"] if c["name"] == name], "results": [r for r in data["results"] if r["config"] == name]}
+        part = {
+            **data,
+            "configs": [c for c in data["configs"] if c["name"] == name],
+            "results": [r for r in data["results"] if r["config"] == name],
+        }
         (directory / "results.json").write_text(json.dumps(part), encoding="utf-8")
     assert decision_table(merge_results([first, second])) == decision_table(data)
 

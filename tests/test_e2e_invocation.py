@@ -52,7 +52,10 @@ def proxies(upstream: ScriptedServer) -> tuple[Proxy, Proxy]:
     base = upstream.base_url
     solos = [_solo("m1", "openai/gpt-4o-mini", base), _solo("m2", "openai/gpt-4.1-mini", base), _solo("j", "openai/gpt-4o", base)]
     proxy_b = launch_proxy({"model_list": [*solos, _fusion("fz-b", panel=["m1", "m2"], judge="j")], **_settings()})
-    remote = {"model_name": "remote", "litellm_params": {"model": "openai/fz-b", "api_base": proxy_b.base_url + "/v1", "api_key": proxy_b.master_key}}
+    remote = {
+        "model_name": "remote",
+        "litellm_params": {"model": "openai/fz-b", "api_base": proxy_b.base_url + "/v1", "api_key": proxy_b.master_key},
+    }
     model_list_a = [
         *solos,
         remote,
@@ -166,7 +169,10 @@ def test_server_tool_shape_on_a_fusion_deployment(proxies: tuple[Proxy, Proxy], 
     ("body", "field"),
     [
         ({"model": "fz-plain", "fusion": {"invocation": "sometimes"}}, "fusion.invocation"),
-        ({"model": "fz-plain", "tools": [{"type": "openrouter:fusion", "parameters": {"analysis_models": ["not-here"]}}]}, "fusion.panel[0]"),
+        (
+            {"model": "fz-plain", "tools": [{"type": "openrouter:fusion", "parameters": {"analysis_models": ["not-here"]}}]},
+            "fusion.panel[0]",
+        ),
         ({"model": "fz-plain", "tools": [{"type": "openrouter:fusion", "parameters": {"judges": 3}}]}, "tools[0].parameters.judges"),
         (
             {"model": "fz-auto", "tools": [{"type": "function", "function": {"name": FUSION_TOOL_NAME, "parameters": {}}}]},
@@ -175,7 +181,9 @@ def test_server_tool_shape_on_a_fusion_deployment(proxies: tuple[Proxy, Proxy], 
     ],
     ids=["unknown-invocation", "server-tool-model-not-allowed", "server-tool-unknown-parameter", "tool-name-clash"],
 )
-def test_bad_input_is_a_400_with_no_upstream_call(proxies: tuple[Proxy, Proxy], scripted: ScriptedServer, body: dict[str, Any], field: str) -> None:
+def test_bad_input_is_a_400_with_no_upstream_call(
+    proxies: tuple[Proxy, Proxy], scripted: ScriptedServer, body: dict[str, Any], field: str
+) -> None:
     with proxies[0].http() as http:
         response = http.post("/v1/chat/completions", json={"messages": MESSAGES, **body})
     assert response.status_code == 400, response.text
@@ -196,7 +204,9 @@ def test_a_client_cannot_raise_the_depth_but_may_lower_the_fan_out(proxies: tupl
 def test_proxy_b_alone_still_fans_out(proxies: tuple[Proxy, Proxy], scripted: ScriptedServer) -> None:
     """Without the header (a client of B), B runs its whole panel: the guard only stops a second fan-out."""
     _, proxy_b = proxies
-    with httpx.Client(base_url=proxy_b.base_url, headers={"Authorization": f"Bearer {proxy_b.master_key}"}, timeout=60, trust_env=False) as http:
+    with httpx.Client(
+        base_url=proxy_b.base_url, headers={"Authorization": f"Bearer {proxy_b.master_key}"}, timeout=60, trust_env=False
+    ) as http:
         response = http.post("/v1/chat/completions", json={"model": "fz-b", "messages": MESSAGES})
     assert response.status_code == 200 and response.json()["choices"][0]["message"]["content"] == SYNTH_TEXT
     assert sorted(r.model for r in scripted.requests) == ["gpt-4.1-mini", "gpt-4o", "gpt-4o", "gpt-4o-mini"]

@@ -149,7 +149,9 @@ async def test_required_forces_the_tool(upstream_server: ScriptedServer, spec: d
     assert trace_of(result)["invocation"] == {**trace_of(result)["invocation"], "mode": "required", "invoked": True, "question": None}
 
 
-async def test_required_runs_the_panel_even_when_the_model_ignores_tool_choice(upstream_server: ScriptedServer, spec: dict[str, Any]) -> None:
+async def test_required_runs_the_panel_even_when_the_model_ignores_tool_choice(
+    upstream_server: ScriptedServer, spec: dict[str, Any]
+) -> None:
     upstream_server.set_script(SYNTH, [Script(text="I will just answer."), Script(text=SYNTH_TEXT)])
     result = await call(fusion={**spec, "invocation": "required"})
     assert text_of(result) == SYNTH_TEXT
@@ -190,7 +192,9 @@ TEXT_CALL = f'{{"name": "{FUSION_TOOL_NAME}", "arguments": {{"question": "{FOCUS
     [f"<tool_call>\n{TEXT_CALL}\n</tool_call>", f"```json\n{TEXT_CALL}\n```", TEXT_CALL, f"```json\n{TEXT_CALL}\n```\nAnswer: 153"],
     ids=["tagged", "fenced", "bare", "fenced-then-invented-result"],
 )
-async def test_tool_call_written_as_text_calls_the_panel(upstream_server: ScriptedServer, spec: dict[str, Any], stream: bool, text: str) -> None:
+async def test_tool_call_written_as_text_calls_the_panel(
+    upstream_server: ScriptedServer, spec: dict[str, Any], stream: bool, text: str
+) -> None:
     """llama-cpp-python with a model's own chat template returns the call as text (Qwen: tagged or fenced)."""
     upstream_server.set_script(SYNTH, [Script(text=text, chunk_chars=5), Script(text=SYNTH_TEXT)])
     result = await call(stream=stream, fusion={**spec, "invocation": "auto"})
@@ -261,7 +265,9 @@ async def test_server_tool_with_tool_choice_required_forces_the_panel(upstream_s
     ],
     ids=["unknown-invocation", "tool-name-clash", "server-tool-unknown-parameter", "server-tool-parameters-not-object"],
 )
-async def test_bad_input_is_a_400_with_no_upstream_call(upstream_server: ScriptedServer, spec: dict[str, Any], extra: dict[str, Any], field: str) -> None:
+async def test_bad_input_is_a_400_with_no_upstream_call(
+    upstream_server: ScriptedServer, spec: dict[str, Any], extra: dict[str, Any], field: str
+) -> None:
     fusion = {**spec, **extra.pop("fusion_patch", {})}
     with pytest.raises(litellm.BadRequestError) as caught:
         await call(fusion=fusion, **extra)
@@ -279,7 +285,9 @@ async def test_nested_calls_carry_the_depth_header(upstream_server: ScriptedServ
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 @pytest.mark.parametrize("invocation", ["always", "auto", "required"])
-async def test_depth_one_answers_as_a_single_call(upstream_server: ScriptedServer, spec: dict[str, Any], invocation: str, stream: bool) -> None:
+async def test_depth_one_answers_as_a_single_call(
+    upstream_server: ScriptedServer, spec: dict[str, Any], invocation: str, stream: bool
+) -> None:
     """What a proxy does with a fusion request from another fusion: one call, no tool, no fan-out."""
     upstream_server.set_script(SYNTH, Script(text=DIRECT))
     proxied = {"headers": {DEPTH_HEADER: "1"}}

@@ -36,7 +36,14 @@ def spec(base_url: str, invocation: str) -> dict[str, Any]:
     small = local.local_member(local.SMALL, base_url, temperature=0, max_tokens=64)
     large = local.local_member(local.LARGE, base_url, temperature=0, max_tokens=64)
     judge = local.local_member(local.LARGE, base_url, temperature=0, max_tokens=384)
-    return {"panel": [small, large], "judge": judge, "synthesizer": large, "invocation": invocation, "straggler_grace": None, "timeout": 900}
+    return {
+        "panel": [small, large],
+        "judge": judge,
+        "synthesizer": large,
+        "invocation": invocation,
+        "straggler_grace": None,
+        "timeout": 900,
+    }
 
 
 def _check(trace: dict[str, Any], usage: Any, text: str, invocation: str) -> None:
@@ -71,7 +78,11 @@ async def test_invocation_on_the_local_models(base_url: str, invocation: str) ->
 
 async def test_auto_streams_on_the_local_models(base_url: str) -> None:
     stream = await litellm.acompletion(
-        model="fusion/local-invocation", messages=MESSAGES, fusion=spec(base_url, "auto"), stream=True, stream_options={"include_usage": True}
+        model="fusion/local-invocation",
+        messages=MESSAGES,
+        fusion=spec(base_url, "auto"),
+        stream=True,
+        stream_options={"include_usage": True},
     )
     chunks = [chunk async for chunk in stream]
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

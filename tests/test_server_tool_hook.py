@@ -61,7 +61,9 @@ async def test_the_key_must_be_allowed_the_fusion_deployment(router) -> None:
     with pytest.raises(Exception) as caught:
         await server_tool.fusion_server_tool.async_pre_call_hook(_key(["m1"]), None, {"model": "m1", "tools": [TOOL]}, "acompletion")
     assert "fz-tool" in str(caught.value)
-    out = await server_tool.fusion_server_tool.async_pre_call_hook(_key(["m1", "fz-tool"]), None, {"model": "m1", "tools": [TOOL]}, "acompletion")
+    out = await server_tool.fusion_server_tool.async_pre_call_hook(
+        _key(["m1", "fz-tool"]), None, {"model": "m1", "tools": [TOOL]}, "acompletion"
+    )
     assert out["model"] == "fz-tool"
 
 
