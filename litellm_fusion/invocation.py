@@ -232,6 +232,7 @@ class Decision:
             "usage": record.usage_dict() if record else None,
             "cost": record.cost if record else None,
             "error": self.error.as_dict() if self.error else None,
+            "start_ms": record.start_ms if record else None,
         }
         return {
             "mode": self.mode,

@@ -298,3 +298,11 @@ async def test_depth_one_answers_as_a_single_call(
     assert upstream_server.requests[0].headers[DEPTH_HEADER] == "2"
     invocation_trace = trace_of(result)["invocation"]
     assert invocation_trace["mode"] == "single" and invocation_trace["invoked"] is False and invocation_trace["depth"] == 1
+
+
+async def test_outer_call_is_on_the_trace_timeline(upstream_server: ScriptedServer, spec: dict[str, Any]) -> None:
+    upstream_server.set_script(SYNTH, outer_calls_panel())
+    trace = trace_of(await call(fusion={**spec, "invocation": "auto"}))
+    outer_start = trace["invocation"]["outer"]["start_ms"]
+    assert outer_start is not None and 0 <= outer_start
+    assert all(m["start_ms"] >= outer_start + trace["invocation"]["outer"]["latency_ms"] - 1 for m in trace["panel"]), "the panel starts after it"
