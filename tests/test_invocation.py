@@ -305,4 +305,6 @@ async def test_outer_call_is_on_the_trace_timeline(upstream_server: ScriptedServ
     trace = trace_of(await call(fusion={**spec, "invocation": "auto"}))
     outer_start = trace["invocation"]["outer"]["start_ms"]
     assert outer_start is not None and 0 <= outer_start
-    assert all(m["start_ms"] >= outer_start + trace["invocation"]["outer"]["latency_ms"] - 1 for m in trace["panel"]), "the panel starts after it"
+    assert all(m["start_ms"] >= outer_start + trace["invocation"]["outer"]["latency_ms"] - 1 for m in trace["panel"]), (
+        "the panel starts after it"
+    )
