@@ -89,3 +89,48 @@ def test_shipped_decision_configs_parse(name: str) -> None:
     settings = load_configs(name)
     modes = [(c.fusion or {}).get("invocation") for c in settings.configs]
     assert modes == [None, "always", "auto"]
+
+
+def test_eval_command_prints_and_writes_the_decision_table(tmp_path: Path, capsys, monkeypatch, fusion_registered) -> None:
+    """`litellm-fusion eval` with an `auto` fusion: the scripted outer model calls the panel on the hard question only."""
+    from conftest import judge_text
+
+    from litellm_fusion.evaluation import cli as eval_cli
+    from litellm_fusion.invocation import FUSION_TOOL_NAME
+    from litellm_fusion.testing import Script, ScriptedServer
+
+    def question(body: dict) -> str:
+        return next(m["content"] for m in body["messages"] if m["role"] == "user")
+
+    def writer(body: dict) -> str:
+        if body.get("response_format"):
+            return judge_text(body)
+        if body.get("tools") and question(body).startswith("hard"):
+            return json.dumps({"name": FUSION_TOOL_NAME, "arguments": {}})  # a tool call written as text
+        return "Answer: 4" if "2+2" in question(body) else "Answer: 2"
+
+    questions = tmp_path / "mix.jsonl"
+    questions.write_text(
+        '{"id": "h1", "question": "hard: 2+2", "answer": 4, "kind": "hard"}\n{"id": "e1", "question": "easy: 1+1", "answer": 2, "kind": "easy"}\n',
+        encoding="utf-8",
+    )
+    configs = tmp_path / "configs.yaml"
+    configs.write_text(
+        """
+x-server: &server {api_base: "${EVAL_TEST_BASE}", api_key: sk-eval-test}
+configurations:
+  solo: {<<: *server, model: openai/gpt-4o}
+  auto fusion:
+    model: fusion/auto-test
+    fusion: {invocation: auto, panel: [{<<: *server, model: openai/gpt-4o-mini}], judge: {<<: *server, model: openai/gpt-4o}}
+""",
+        encoding="utf-8",
+    )
+    with ScriptedServer({"gpt-4o": Script(text=writer), "gpt-4o-mini": Script(text="Answer: 4")}) as server:
+        monkeypatch.setenv("EVAL_TEST_BASE", server.base_url)
+        out = tmp_path / "out"
+        assert eval_cli.main([str(questions), "--config", str(configs), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| auto fusion | auto | 1/2 | 100.0% (2/2) | 100.0% (1/1) | 100.0% (1/1) |" in printed
+    assert "| solo | - | - | 100.0% (2/2) |" in printed
+    assert (out / "table.md").read_text(encoding="utf-8") == printed
