@@ -284,19 +284,21 @@ async def fusion_call(spec: dict[str, Any]) -> tuple[float, Any]:
 
 
 async def fusion_stream(spec: dict[str, Any]) -> dict[str, Any]:
-    """TTFT (first non-empty content), total time, and the gaps between content chunks."""
+    """TTFT (first non-empty content), the first progress line (reasoning), total time, and the gaps between content chunks."""
     started = time.perf_counter()
     stream = await litellm.acompletion(model=FUSION_MODEL, messages=MESSAGES, fusion=spec, stream=True)
     return await _consume(stream, started)
 
 
 async def _consume(stream: Any, started: float) -> dict[str, Any]:
-    first = None
+    first = first_progress = None
     stamps: list[float] = []
     text = []
     async for chunk in stream:
         choices = getattr(chunk, "choices", None) or []
         content = choices[0].delta.content if choices else None
+        if first_progress is None and choices and getattr(choices[0].delta, "reasoning_content", None):
+            first_progress = time.perf_counter()
         if content:
             now = time.perf_counter()
             first = first if first is not None else now
@@ -305,6 +307,7 @@ async def _consume(stream: Any, started: float) -> dict[str, Any]:
     end = time.perf_counter()
     return {
         "ttft": (first - started) if first is not None else None,
+        "first_progress": (first_progress - started) if first_progress is not None else None,
         "total": end - started,
         "chunks": len(stamps),
         "gaps": [b - a for a, b in zip(stamps, stamps[1:], strict=False)],
@@ -726,6 +729,7 @@ async def section_d(s: Settings, up: Upstream, ctx: dict[str, Any]) -> dict[str,
             "gap": summary([g for r in items for g in r["gaps"]]),
             "raw": items if name == "fusion" else [{k: v for k, v in r.items() if k != "gaps"} for r in items],
         }
+    out["fusion"]["first_progress"] = summary([r["first_progress"] for r in runs["fusion"]])
     for r in runs["fusion"]:
         r.pop("gaps", None)
     out["fusion_minus_hand_rolled_ttft_ms"] = {
@@ -1216,6 +1220,10 @@ def render_table(results: dict[str, Any]) -> str:
                 f"stream end p50 {_ms(v['total']['p50_ms'])} (expected {_ms(d_['stream_end_expected_ms'])}); "
                 f"chunk gap p50 {_ms(v['gap'].get('p50_ms'))} ms; content chunks {sorted(set(v['content_chunks']))}",
             )
+    if "first_progress" in d_.get("fusion", {}):
+        v = d_["fusion"]["first_progress"]
+        row("d", "fusion stream: first progress line (reasoning)", v["n"], v["p50_ms"], v["p99_ms"],
+            f"fusion TTFT p50 {_ms(d_['fusion']['ttft']['p50_ms'])}", "life before the panel answered")  # fmt: skip
     if "fusion_minus_hand_rolled_ttft_ms" in d_:
         x = d_["fusion_minus_hand_rolled_ttft_ms"]
         row("d", "**TTFT fusion − hand-rolled**", "", x["p50"], x["p99"], f"chunk_delay {d_['chunk_delay_ms']:.0f} ms", "")

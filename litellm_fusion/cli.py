@@ -184,38 +184,23 @@ def _report(question: str, answer: str | None, trace: dict[str, Any], wall: floa
 
 
 def _run(model: str, question: str, fusion: dict[str, Any], *, stream: bool, as_json: bool, html: str | None = None) -> None:
-    """One fusion call through ``litellm.completion``; prints the answer (streamed if asked) and the report."""
+    """One fusion call through ``litellm.completion``; prints the answer (streamed if asked) and the report,
+    after a live progress board on stderr when that is a terminal (not with ``--json``)."""
     import litellm
+
+    from .cli_progress import live_progress
 
     litellm.suppress_debug_info = True  # LiteLLM's "Give Feedback" banners would land in stdout
     messages = [{"role": "user", "content": question}]
     started = time.perf_counter()
-    if not stream:
-        response = litellm.completion(model=model, messages=messages, fusion=fusion)
-        answer, trace = response.choices[0].message.content, response._hidden_params["fusion"]
-    else:
-        if not as_json:
-            print(f"Final answer (streaming from {model})", flush=True)
-        parts, trace = [], None
-        for chunk in litellm.completion(model=model, messages=messages, fusion=fusion, stream=True):
-            delta = chunk.choices[0].delta if chunk.choices else None
-            text = getattr(delta, "content", None) or ""
-            if text and not as_json:
-                sys.stdout.write(text)
-                sys.stdout.flush()
-            parts.append(text)
-            # The trace rides on the last content chunk: as chunk.fusion and in delta.provider_specific_fields.
-            found = getattr(chunk, "fusion", None) or (getattr(delta, "provider_specific_fields", None) or {}).get("fusion")
-            trace = found or trace
-        answer = "".join(parts)
-        if not as_json:
-            print("\n")
-        if trace is None:  # the spec's `expose: none` keeps the trace out of responses
-            no_report = ", so no HTML report" if html else ""
-            print(f"note: this stream carried no fusion trace (the spec sets expose: none){no_report}", file=sys.stderr)
-            if as_json:
-                print(json.dumps({"answer": answer}, indent=2))
-            return
+    with live_progress(enabled=not as_json and sys.stderr.isatty()) as stop_board:
+        answer, trace = _call(model, messages, fusion, stream=stream, as_json=as_json, stop_board=stop_board)
+    if stream and trace is None:  # the spec's `expose: none` keeps the trace out of responses
+        no_report = ", so no HTML report" if html else ""
+        print(f"note: this stream carried no fusion trace (the spec sets expose: none){no_report}", file=sys.stderr)
+        if as_json:
+            print(json.dumps({"answer": answer}, indent=2))
+        return
     wall = time.perf_counter() - started
     if as_json:
         print(json.dumps({**trace, "question": question, "answer": answer}, indent=2, default=str))
@@ -225,6 +210,35 @@ def _run(model: str, question: str, fusion: dict[str, Any], *, stream: bool, as_
         from litellm_fusion.report.cli import write_trace_report
 
         write_trace_report(html, trace, question=question, answer=answer)
+
+
+def _call(
+    model: str, messages: list[dict[str, Any]], fusion: dict[str, Any], *, stream: bool, as_json: bool, stop_board: Any
+) -> tuple[Any, Any]:
+    """The answer and the trace (None when a stream carried none); a streamed answer is printed as it comes."""
+    import litellm
+
+    if not stream:
+        response = litellm.completion(model=model, messages=messages, fusion=fusion)
+        return response.choices[0].message.content, response._hidden_params["fusion"]
+    parts, trace = [], None
+    for chunk in litellm.completion(model=model, messages=messages, fusion=fusion, stream=True):
+        delta = chunk.choices[0].delta if chunk.choices else None
+        text = getattr(delta, "content", None) or ""
+        if text and not as_json:
+            if not parts:
+                stop_board()  # the answer streams to the same terminal: the board must not redraw over it
+                print(f"Final answer (streaming from {model})", flush=True)
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        if text:
+            parts.append(text)
+        # The trace rides on the last content chunk: as chunk.fusion and in delta.provider_specific_fields.
+        found = getattr(chunk, "fusion", None) or (getattr(delta, "provider_specific_fields", None) or {}).get("fusion")
+        trace = found or trace
+    if not as_json:
+        print("\n")
+    return "".join(parts), trace
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from .errors import FusionConfigError
 __all__ = ["CLIENT_FIELDS", "CLIENT_MEMBER_FIELDS", "openrouter_overrides", "map_openrouter_fields", "ClientVetter", "exposed_trace"]
 
 CLIENT_FIELDS = frozenset(
-    {"panel", "judge", "synthesizer", "temperature", "max_completion_tokens", "timeout", "min_quorum", "expose", "invocation"}
+    {"panel", "judge", "synthesizer", "temperature", "max_completion_tokens", "timeout", "min_quorum", "expose", "invocation", "progress"}
 )
 """Spec fields a proxy client may override."""
 

@@ -185,6 +185,11 @@ class FusionSpec(BaseModel):
         description="`always` runs the panel on every request; `auto` lets the synthesizer model answer directly or call the "
         "panel as a tool; `required` makes it call the tool (it writes the panel's focused question).",
     )
+    progress: Literal["reasoning", "none"] = Field(
+        "reasoning",
+        description="Streaming only: `reasoning` sends one line per panel/web/judge event as `delta.reasoning_content` "
+        "before the answer (chat UIs show it as the model's thinking); `none` sends the answer alone.",
+    )
     clients: ClientPolicy = Field(default_factory=ClientPolicy, description="What proxy clients may override per request.")
     web: WebSpec = Field(default_factory=WebSpec, description="Web search and fetch for panel members.")
 

@@ -17,6 +17,7 @@ import litellm
 
 from .config import FusionSpec, MemberSpec
 from .nested import CallError, CompleteFn, member_kwargs, timed_call
+from .progress import MemberAnswered, MemberDropped, MemberFailed, MemberStarted, Progress
 from .usage import CallRecord, UsageLedger, call_trace
 from .web.member import WebAnswer
 
@@ -122,10 +123,13 @@ async def _ask(
     answer: AnswerFn,
     timeout: float,
     secrets: tuple[str, ...],
+    progress: Progress,
 ) -> MemberOutcome:
     limit = min(member.timeout, timeout) if member.timeout else timeout
     kwargs = member_kwargs(member, spec, messages, default_temperature=spec.temperature)
     started = time.perf_counter()
+    started_ms = round((started - progress.started) * 1000, 1)  # the same zero as the trace's start_ms
+    progress.emit(MemberStarted, index=index, model=member.model)
     result: WebAnswer | None = None
     try:
         async with asyncio.timeout(limit):
@@ -146,7 +150,7 @@ async def _ask(
             error = CallError(type="EmptyAnswer", status_code=None, message=str(exc))
         elif status == "timeout" and not isinstance(exc, litellm.Timeout):
             error = CallError(type="Timeout", status_code=408, message=f"no answer within {limit:.1f}s")
-    return MemberOutcome(
+    outcome = MemberOutcome(
         index=index,
         model=member.model,
         status=status,
@@ -162,6 +166,18 @@ async def _ask(
         nested_calls=result.records if result else (),
         started=started,
     )
+    _report(outcome, started_ms, progress)
+    return outcome
+
+
+def _report(outcome: MemberOutcome, started_ms: float, progress: Progress) -> None:
+    common = {"index": outcome.index, "model": outcome.model, "started_ms": started_ms, "latency_ms": round(outcome.latency_ms, 1)}
+    if outcome.ok:
+        tokens = outcome.record.total_tokens if outcome.record else 0
+        progress.emit(MemberAnswered, **common, tokens=tokens, web_calls=len(outcome.tool_calls), sources=len(outcome.sources))
+    else:
+        error = outcome.error or CallError(type=outcome.status, status_code=None, message=outcome.status)
+        progress.emit(MemberFailed, **common, status=outcome.status, error_type=error.type, error=error.message)
 
 
 def _dropped(index: int, member: MemberSpec, started: float, why: str) -> MemberOutcome:
@@ -185,17 +201,21 @@ async def run_panel(
     answer: AnswerFn,
     timeout: float,
     secrets: tuple[str, ...] = (),
+    progress: Progress | None = None,
 ) -> list[MemberOutcome]:
     """Ask every member at once and return one outcome per member, in panel order.
 
     Stops waiting when every member is done, or ``spec.straggler_grace`` seconds after ``spec.quorum``
     members answered (the rest are cancelled and marked ``dropped``), or as soon as the quorum can no
-    longer be reached. Each member is also bounded by its own deadline (``timeout``).
+    longer be reached. Each member is also bounded by its own deadline (``timeout``). Each member's
+    start and end (answered, failed, dropped) is reported to ``progress``.
     """
+    progress = progress or Progress()
     started = time.perf_counter()
+    started_ms = round(progress.now_ms(), 1)
     tasks = {
         asyncio.create_task(
-            _ask(i, member, spec=spec, messages=messages, answer=answer, timeout=timeout, secrets=secrets),
+            _ask(i, member, spec=spec, messages=messages, answer=answer, timeout=timeout, secrets=secrets, progress=progress),
             name=f"fusion-panel-{i}-{member.model}",
         ): i
         for i, member in enumerate(spec.panel)
@@ -232,4 +252,5 @@ async def run_panel(
     for task in pending:
         index = tasks[task]
         outcomes[index] = _dropped(index, spec.panel[index], started, why)
+        progress.emit(MemberDropped, index=index, model=spec.panel[index].model, started_ms=started_ms, reason=why)
     return [outcomes[i] for i in range(len(spec.panel))]

@@ -1,13 +1,16 @@
 """panel → judge → synthesizer, under one deadline, with one usage ledger and one trace.
 
-``run_fusion`` returns the synthesizer's response plus the trace; ``stream_fusion`` yields the
-synthesizer's chunks as they arrive and then a :class:`FusionDone`. In both, the panel and the judge finish
-before anything is returned, so a failure there still becomes a proper HTTP status.
+``run_fusion`` returns the synthesizer's response plus the trace; ``stream_fusion`` yields progress events
+while the panel and the judge run, the synthesizer's chunks as they arrive, and then a :class:`FusionDone`.
+In both, the panel and the judge finish before any answer text, so a failure there is an error, never half
+an answer (an HTTP status, or with progress lines already streamed, the stream's error event). Both report
+progress (:mod:`litellm_fusion.progress`) to an optional listener.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import string
 import time
@@ -26,6 +29,21 @@ from .invocation import Decision, always_trace, decide, effective_mode, focused_
 from .judge import JudgeOutcome, analyse
 from .nested import CallError, CompleteFn, secrets_of
 from .panel import AnswerFn, MemberOutcome, plain_answer, run_panel
+from .progress import (
+    CallFinished,
+    FusionStarted,
+    JudgeFinished,
+    JudgeStarted,
+    PanelAgreed,
+    Progress,
+    ProgressEvent,
+    ProgressFn,
+    SynthesizerFinished,
+    SynthesizerStarted,
+    WebToolCalled,
+    drained,
+    interleaved,
+)
 from .synthesis import stream_synthesis, synthesis_messages, synthesize
 from .usage import CallRecord, UsageLedger, call_trace
 from .web.member import WebAnswer, answer_with_web
@@ -100,6 +118,19 @@ class _Run:
     """The outer decision's trace entry (``invocation.Decision.trace``)."""
     focus: str | None = None
     """The outer model's focused question for the panel."""
+    progress: Progress = field(default_factory=Progress)
+
+    def __post_init__(self) -> None:
+        # One zero for the events and the trace's start_ms; the ledger sees every nested call that returned.
+        self.progress.started = self.ledger.origin
+        self.ledger.on_record = self._report_call
+
+    def _report_call(self, record: CallRecord) -> None:
+        started_ms = record.start_ms if record.start_ms is not None else round(self.progress.now_ms() - record.latency_ms, 1)
+        self.progress.emit(
+            CallFinished, role=record.role, model=record.model, started_ms=started_ms,
+            latency_ms=round(record.latency_ms, 1), tokens=record.total_tokens, cost=record.cost,
+        )  # fmt: skip
 
     @property
     def spec(self) -> FusionSpec:
@@ -146,6 +177,7 @@ async def _panel_and_judge(run: _Run) -> None:
             answer=_answer_fn(run, fetcher),
             timeout=run.remaining(spec.panel_timeout),
             secrets=secrets_of(spec),
+            progress=run.progress,
         )
     finally:
         if fetcher is not None:
@@ -166,8 +198,10 @@ async def _panel_and_judge(run: _Run) -> None:
         run.agreed = agreed_answer([o.content or "" for o in answered])
         if run.agreed is not None:
             run.short_circuit = "exact"
+            run.progress.emit(PanelAgreed, how="exact")
             return
     run.judge_started_ms = run.ledger.offset_ms()
+    run.progress.emit(JudgeStarted, model=spec.judge.model, answers=len(answered))
     run.judge = await analyse(
         spec=spec,
         messages=run.panel_messages,
@@ -179,9 +213,53 @@ async def _panel_and_judge(run: _Run) -> None:
         timeout=run.remaining(spec.judge_timeout),
         aliases=run.request.aliases,
     )
+    _report_judge(run, run.judge_started_ms)
     if may_short_circuit and spec.short_circuit == "judge" and judge_found_full_consensus(run.judge.analysis):
         run.short_circuit = "judge"
         run.agreed = answered[0].content
+        run.progress.emit(PanelAgreed, how="judge")
+
+
+def _report_judge(run: _Run, started_ms: float) -> None:
+    judge = run.judge
+    assert judge is not None  # called right after analyse()
+    analysis = judge.analysis or {}
+    run.progress.emit(
+        JudgeFinished,
+        model=run.spec.judge.model,
+        started_ms=round(started_ms, 1),
+        latency_ms=round(run.progress.now_ms() - started_ms, 1),
+        tokens=sum(r.total_tokens for r in judge.records),
+        calls=len(judge.records),
+        failed_reason=judge.failed_reason,
+        consensus=tuple(str(p) for p in analysis.get("consensus", [])),
+        contradictions=tuple(str(c.get("topic", "")) for c in analysis.get("contradictions", [])),
+    )
+
+
+def _report_start(run: _Run) -> None:
+    spec = run.spec
+    run.progress.emit(
+        FusionStarted,
+        name=run.request.name,
+        panel=tuple(m.model for m in spec.panel),
+        judge=spec.judge.model,
+        synthesizer=spec.synthesizer_or_judge.model,
+        quorum=spec.quorum,
+        invocation=effective_mode(spec, run.request.depth),
+    )
+
+
+def _report_writer(run: _Run, writer: MemberSpec, started_ms: float, record: CallRecord | None, error: dict[str, Any] | None) -> None:
+    run.progress.emit(
+        SynthesizerFinished,
+        model=writer.model,
+        started_ms=round(started_ms, 1),
+        latency_ms=round(run.progress.now_ms() - started_ms, 1),
+        tokens=record.total_tokens if record else 0,
+        status="error" if error else "ok",
+        error=f"{error['type']}: {error['message']}" if error else None,
+    )
 
 
 def _answer_fn(run: _Run, fetcher: Any) -> AnswerFn:
@@ -189,11 +267,20 @@ def _answer_fn(run: _Run, fetcher: Any) -> AnswerFn:
     plain = plain_answer(run.complete, run.ledger)
     web_modes = run.request.web_modes or ("off",) * len(run.spec.panel)
     modes = dict(zip((id(m) for m in run.spec.panel), web_modes, strict=True))
+    positions = {id(m): i for i, m in enumerate(run.spec.panel)}
 
     async def answer(member: MemberSpec, kwargs: dict[str, Any]) -> WebAnswer:
         mode = modes.get(id(member), "off")
         if mode == "off":
             return await plain(member, kwargs)
+
+        def on_tool_call(call: Any) -> None:
+            run.progress.emit(
+                WebToolCalled, index=positions[id(member)], model=member.model, tool=call.name, argument=call.argument,
+                status=call.status, error=call.error, started_ms=call.start_ms,
+                latency_ms=round(call.latency_ms, 1),
+            )  # fmt: skip
+
         return await answer_with_web(
             mode=mode,
             member=member,
@@ -204,6 +291,7 @@ def _answer_fn(run: _Run, fetcher: Any) -> AnswerFn:
             search=run.request.web_search,
             fetcher=fetcher,
             aliases=run.request.aliases,
+            on_tool_call=on_tool_call,
         )
 
     return answer
@@ -265,13 +353,19 @@ async def run_fusion(
     complete: CompleteFn = litellm.acompletion,
     rng: random.Random | None = None,
     fetcher_factory: FetcherFactory | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> FusionResult:
     """Run one fusion call to the end and return the synthesizer's response with the summed usage and trace.
 
     ``complete`` is the nested-call seam; ``fetcher_factory`` builds the web fetcher from the fetch limits
-    (the seam tests use to admit their local fixture server; the default admits public addresses only).
+    (the seam tests use to admit their local fixture server; the default admits public addresses only);
+    ``on_progress`` receives each progress event as it happens.
     """
-    run = _Run(request=request, complete=complete, rng=rng or random.Random(), fetcher_factory=fetcher_factory or default_fetcher)
+    run = _Run(
+        request=request, complete=complete, rng=rng or random.Random(), fetcher_factory=fetcher_factory or default_fetcher,
+        progress=Progress(on_progress),
+    )  # fmt: skip
+    _report_start(run)
     try:
         async with asyncio.timeout(request.timeout):
             if effective_mode(request.spec, request.depth) == "always":
@@ -288,6 +382,8 @@ async def run_fusion(
                 return FusionResult(response=response, ledger=run.ledger, trace=build_trace(run))
             errors: list[dict[str, Any]] = []
             for writer in _writers(run.spec):
+                writer_started = run.progress.now_ms()
+                run.progress.emit(SynthesizerStarted, model=writer.model)
                 try:
                     response, record = await synthesize(
                         writer=writer,
@@ -299,7 +395,9 @@ async def run_fusion(
                     )
                 except Exception as exc:  # one fallback writer, then a mapped error
                     errors.append({"model": writer.model, **CallError.from_exception(exc, secrets=secrets_of(run.spec)).as_dict()})
+                    _report_writer(run, writer, writer_started, None, errors[-1])
                     continue
+                _report_writer(run, writer, writer_started, record, None)
                 run.synthesizer = _synth_trace(writer, record, "ok", errors)
                 return FusionResult(response=response, ledger=run.ledger, trace=build_trace(run))
     except TimeoutError:
@@ -322,15 +420,30 @@ async def stream_fusion(
     complete: CompleteFn = litellm.acompletion,
     rng: random.Random | None = None,
     fetcher_factory: FetcherFactory | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> AsyncIterator[Any]:
-    """Yield the synthesizer's chunks as they arrive, then one :class:`FusionDone`.
+    """Yield :class:`~litellm_fusion.progress.ProgressEvent` items while the panel and the judge run (the
+    first at once), then the synthesizer's chunks as they arrive, then one :class:`FusionDone`.
 
-    The panel and the judge finish before the first chunk. If the synthesizer fails before its first
-    chunk, the judge's model writes instead; after the first chunk a failure ends the stream with an error.
+    Every event is also given to ``on_progress``. The panel and the judge finish before the first chunk.
+    If the synthesizer fails before its first chunk, the judge's model writes instead; after the first
+    chunk a failure ends the stream with an error.
     """
-    run = _Run(request=request, complete=complete, rng=rng or random.Random(), fetcher_factory=fetcher_factory or default_fetcher)
+    events: asyncio.Queue[ProgressEvent] = asyncio.Queue()
+    run = _Run(
+        request=request, complete=complete, rng=rng or random.Random(), fetcher_factory=fetcher_factory or default_fetcher,
+        progress=Progress(events.put_nowait, on_progress),
+    )  # fmt: skip
     deadline = asyncio.get_running_loop().time() + request.timeout
+
+    async def panel_and_judge() -> None:
+        async with asyncio.timeout_at(deadline):
+            await _panel_and_judge(run)
+
+    _report_start(run)
     try:
+        for event in drained(events):  # the first line goes out before any upstream call
+            yield event
         if effective_mode(request.spec, request.depth) == "always":
             run.invocation = always_trace(request.depth)
         else:
@@ -351,14 +464,20 @@ async def stream_fusion(
                         yield item
             finally:
                 await outer.aclose()
-        async with asyncio.timeout_at(deadline):
-            await _panel_and_judge(run)
+        # aclosing: a consumer that stops reading must cancel the panel now, not when the GC finds the iterator.
+        async with contextlib.aclosing(interleaved(panel_and_judge(), events)) as progress_events:
+            async for event in progress_events:
+                yield event
         if run.agreed is not None:
             yield ModelResponseStream(choices=[StreamingChoices(index=0, delta=Delta(content=run.agreed), finish_reason="stop")])
             yield FusionDone(ledger=run.ledger, trace=build_trace(run))
             return
         errors: list[dict[str, Any]] = []
         for writer in _writers(run.spec):
+            writer_started = run.progress.now_ms()
+            run.progress.emit(SynthesizerStarted, model=writer.model)
+            for event in drained(events):
+                yield event
             chunks = stream_synthesis(
                 writer=writer,
                 spec=run.spec,
@@ -384,8 +503,14 @@ async def stream_fusion(
                 if sent_any or isinstance(exc, TimeoutError):
                     raise
                 errors.append({"model": writer.model, **CallError.from_exception(exc, secrets=secrets_of(run.spec)).as_dict()})
+                _report_writer(run, writer, writer_started, None, errors[-1])
+                for event in drained(events):
+                    yield event
                 continue
             record = next((r for r in reversed(run.ledger.records) if r.role == "synthesizer"), None)
+            _report_writer(run, writer, writer_started, record, None)
+            for event in drained(events):
+                yield event
             run.synthesizer = _synth_trace(writer, record, "ok", errors)
             yield FusionDone(ledger=run.ledger, trace=build_trace(run))
             return

@@ -11,12 +11,13 @@ import asyncio
 import contextvars
 import os
 import threading
+import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import litellm
 from litellm import CustomLLM
-from litellm.types.utils import Choices, GenericStreamingChunk, Message, ModelResponse
+from litellm.types.utils import Choices, Delta, GenericStreamingChunk, Message, ModelResponse, ModelResponseStream, StreamingChoices
 
 from .clients import exposed_trace
 from .config import PresetStore
@@ -24,6 +25,7 @@ from .errors import FusionConfigError
 from .invocation import with_depth
 from .nested import CompleteFn
 from .pipeline import FusionDone, FusionRequest, FusionResult, run_fusion, stream_fusion
+from .progress import ProgressEvent, current_listener, progress_text
 from .request import build_request
 from .routing import proxy_router, routed_complete
 from .web.tools import FetcherFactory
@@ -51,7 +53,8 @@ class _LoopThread:
             return self._loop
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop()).result()
+        # Under the caller's context, so a `progress.listening` block around a sync call reaches the handler.
+        return asyncio.run_coroutine_threadsafe(_in_context(coro, contextvars.copy_context()), self.loop()).result()
 
     def iterate(self, agen: AsyncIterator[T]) -> Iterator[T]:
         try:
@@ -64,6 +67,10 @@ class _LoopThread:
             aclose = getattr(agen, "aclose", None)
             if aclose is not None:
                 self.run(aclose())
+
+
+async def _in_context(coro: Coroutine[Any, Any, T], context: contextvars.Context) -> T:
+    return await asyncio.get_running_loop().create_task(coro, context=context)
 
 
 _SYNC = _LoopThread()
@@ -128,9 +135,20 @@ def _generic_chunks(chunk: Any) -> list[GenericStreamingChunk]:
     return out
 
 
-async def generic_stream(events: AsyncIterator[Any], expose: str = "full") -> AsyncIterator[GenericStreamingChunk]:
+def _reasoning_chunk(text: str, stream_id: str, model: str) -> ModelResponseStream:
+    """A progress line as a ``delta.reasoning_content`` chunk. LiteLLM passes a custom provider's
+    ``ModelResponseStream`` through unchanged (a generic chunk has no reasoning field); the shared ``id``
+    becomes the whole stream's id, since LiteLLM adopts the id of the last chunk that had one."""
+    delta = Delta(role="assistant", content=None, reasoning_content=text)
+    return ModelResponseStream(id=stream_id, model=model, choices=[StreamingChoices(index=0, delta=delta, finish_reason=None)])
+
+
+async def generic_stream(
+    events: AsyncIterator[Any], expose: str = "full", progress: str = "none", model: str = "fusion"
+) -> AsyncIterator[GenericStreamingChunk | ModelResponseStream]:
     """Forward content and tool-call deltas as they arrive; the last one carries the summed usage with
-    cost and, in ``provider_specific_fields["fusion"]``, the trace.
+    cost and, in ``provider_specific_fields["fusion"]``, the trace. With ``progress="reasoning"`` (and a
+    trace the caller may see at all), progress events before the first content become reasoning chunks.
 
     The first chunk goes out at once (time to first token); after it, one chunk is held back so that
     usage and trace ride on the last chunk with content. (A stream of a single chunk ends with an empty
@@ -141,7 +159,15 @@ async def generic_stream(events: AsyncIterator[Any], expose: str = "full") -> As
     held: GenericStreamingChunk | None = None
     sent_first = False
     finish_reason = "stop"
+    show_progress = progress == "reasoning" and expose != "none"
+    stream_id = f"chatcmpl-fusion-{uuid.uuid4().hex}"
     async for event in events:
+        if isinstance(event, ProgressEvent):
+            # Never after content: the Messages API would open a second thinking block after the text.
+            text = progress_text(event) if show_progress and not sent_first else None
+            if text:
+                yield _reasoning_chunk(text, stream_id, model)
+            continue
         if isinstance(event, FusionDone):
             last = held or GenericStreamingChunk(text="", is_finished=False, finish_reason="", usage=None, index=0, tool_use=None)
             last.update(
@@ -227,7 +253,7 @@ class FusionLLM(CustomLLM):
         request, complete = self._prepare(model, messages, optional_params, litellm_params, timeout)
         token = _INSIDE_FUSION.set(True)
         try:
-            result = await run_fusion(request, complete=complete, fetcher_factory=self.fetcher_factory)
+            result = await run_fusion(request, complete=complete, fetcher_factory=self.fetcher_factory, on_progress=current_listener())
         finally:
             _INSIDE_FUSION.reset(token)
         return fill_response(model_response, result, model, request.spec.expose)
@@ -242,10 +268,12 @@ class FusionLLM(CustomLLM):
         timeout: Any = None,
         **_: Any,
     ) -> AsyncIterator[GenericStreamingChunk]:  # type: ignore[override]
-        """Stream the synthesizer's answer; the panel and the judge finish before the first chunk."""
+        """Stream the synthesizer's answer, after the panel's and the judge's progress as reasoning chunks
+        (spec ``progress``); the panel and the judge finish before the first content chunk."""
         request, complete = self._prepare(model, messages, optional_params, litellm_params, timeout)
         # Set and reset around each step: a generator's context must not leak into the consumer's.
-        events = generic_stream(stream_fusion(request, complete=complete, fetcher_factory=self.fetcher_factory), request.spec.expose)
+        fusion = stream_fusion(request, complete=complete, fetcher_factory=self.fetcher_factory, on_progress=current_listener())
+        events = generic_stream(fusion, request.spec.expose, request.spec.progress, f"fusion/{model}")
         try:
             while True:
                 token = _INSIDE_FUSION.set(True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +97,8 @@ class UsageLedger:
     records: list[CallRecord] = field(default_factory=list)
     origin: float = field(default_factory=time.perf_counter)
     """``time.perf_counter()`` when the request started: the zero of every ``start_ms``."""
+    on_record: Callable[[CallRecord], None] | None = None
+    """Told of each record as it is added (progress reporting)."""
 
     def offset_ms(self, at: float | None = None) -> float:
         """``at`` (a ``time.perf_counter()`` value, default now) in ms since the request started, rounded to 0.1."""
@@ -104,6 +107,8 @@ class UsageLedger:
     def add(self, record: CallRecord) -> CallRecord:
         """Record one finished call (failed calls that reported usage are recorded too)."""
         self.records.append(record)
+        if self.on_record is not None:
+            self.on_record(record)
         return record
 
     @property

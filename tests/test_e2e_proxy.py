@@ -587,8 +587,11 @@ def test_all_members_failing_without_fallback_is_503_naming_each_member(proxy: P
 
 
 def test_stream_all_members_failing_is_503_before_any_chunk(proxy: Proxy):
+    # Without progress lines nothing is sent before the panel is done, so its failure is still an HTTP status
+    # (with progress, the stream has begun: tests/test_e2e_progress.py checks the in-stream error).
     with proxy.http() as http:
-        reply = http.post("/v1/chat/completions", json={"model": "fz-dead", "messages": MESSAGES, "stream": True})
+        body = {"model": "fz-dead", "messages": MESSAGES, "stream": True, "fusion": {"progress": "none"}}
+        reply = http.post("/v1/chat/completions", json=body)
     assert reply.status_code == 503, reply.text[:500]
     message = reply.json()["error"]["message"]
     assert "b1: error" in message and "bad-1 is down" in message, message

@@ -308,3 +308,31 @@ async def test_outer_call_is_on_the_trace_timeline(upstream_server: ScriptedServ
     assert all(m["start_ms"] >= outer_start + trace["invocation"]["outer"]["latency_ms"] - 1 for m in trace["panel"]), (
         "the panel starts after it"
     )
+
+
+def reasoning_of(chunks: list[Any]) -> tuple[str, int, int]:
+    """The stream's progress text, the index of its last reasoning chunk and of its first content chunk."""
+    marks = [(i, c.choices[0].delta) for i, c in enumerate(chunks) if c.choices]
+    reasoning = [(i, d.reasoning_content) for i, d in marks if getattr(d, "reasoning_content", None)]
+    first_content = min(i for i, d in marks if d.content)
+    return "".join(r for _, r in reasoning), max(i for i, _ in reasoning), first_content
+
+
+async def test_auto_progress_says_the_writer_decides_and_a_direct_answer_follows(upstream_server: ScriptedServer, spec: dict[str, Any]):
+    upstream_server.set_script(SYNTH, Script(text=DIRECT, chunk_chars=3))
+    chunks = await call(stream=True, fusion={**spec, "invocation": "auto"})
+    text, last_reasoning, first_content = reasoning_of(chunks)
+    panel = ", ".join(PANEL_MODELS)
+    assert text == f"Fusion test: writer {SYNTH_MODEL} decides whether to ask its panel of 3 models ({panel}); judge {JUDGE_MODEL}.\n"
+    assert last_reasoning < first_content and text_of(chunks) == DIRECT
+
+
+async def test_auto_progress_shows_the_panel_it_called_before_the_answer(upstream_server: ScriptedServer, spec: dict[str, Any]):
+    upstream_server.set_script(SYNTH, outer_calls_panel())
+    chunks = await call(stream=True, fusion={**spec, "invocation": "auto"})
+    text, last_reasoning, first_content = reasoning_of(chunks)
+    lines = text.splitlines()
+    assert lines[0].startswith(f"Fusion test: writer {SYNTH_MODEL} decides whether to ask its panel")
+    assert sum(line.endswith("is answering…") for line in lines) == 3 and sum(" answered in " in line for line in lines) == 3
+    assert lines[-1] == f"Writer {SYNTH_MODEL} is writing the answer…" and last_reasoning < first_content
+    assert text_of(chunks) == SYNTH_TEXT

@@ -13,6 +13,7 @@ from fakes import FakeCompletion, Reply, error
 from litellm_fusion.config import FusionSpec
 from litellm_fusion.errors import FusionTimeoutError, PanelFailedError, SynthesisFailedError
 from litellm_fusion.pipeline import FusionDone, FusionRequest, run_fusion, stream_fusion
+from litellm_fusion.progress import ProgressEvent
 
 ANALYSIS = json.dumps({"consensus": ["c"], "contradictions": [], "partial_coverage": [], "unique_insights": [], "blind_spots": []})
 MESSAGES = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "2+2?"}]
@@ -140,7 +141,7 @@ async def test_cancelling_the_caller_cancels_every_member_and_skips_the_judge():
 
 async def test_stream_yields_synthesizer_chunks_then_the_sums():
     seam = fake()
-    items = [item async for item in stream_fusion(request(), complete=seam)]
+    items = [item async for item in stream_fusion(request(), complete=seam) if not isinstance(item, ProgressEvent)]
     done = items[-1]
     assert isinstance(done, FusionDone)
     text = "".join(c.choices[0].delta.content or "" for c in items[:-1])
@@ -155,7 +156,7 @@ async def test_stream_synthesizer_failure_before_first_chunk_falls_back():
     seam = fake(
         **{"openai/writer": Reply(error=error(litellm.InternalServerError)), "openai/judge": [Reply(ANALYSIS), Reply("from judge")]}
     )
-    items = [item async for item in stream_fusion(request(), complete=seam)]
+    items = [item async for item in stream_fusion(request(), complete=seam) if not isinstance(item, ProgressEvent)]
     assert "".join(c.choices[0].delta.content or "" for c in items[:-1]) == "from judge"
     assert items[-1].trace["synthesizer"]["model"] == "openai/judge"
 
@@ -238,5 +239,5 @@ async def test_judge_short_circuit_skips_only_the_synthesizer():
 
 async def test_stream_short_circuit_yields_the_agreed_answer():
     seam = fake(**{m: Reply("4") for m in ("openai/a", "openai/b", "openai/c")})
-    items = [item async for item in stream_fusion(request(short_circuit="exact"), complete=seam)]
+    items = [item async for item in stream_fusion(request(short_circuit="exact"), complete=seam) if not isinstance(item, ProgressEvent)]
     assert items[0].choices[0].delta.content == "4" and items[-1].trace["short_circuit"] == "exact"

@@ -166,6 +166,26 @@ def test_members_search_fetch_and_cite_and_the_judge_sees_the_sources(models, si
     assert "[Web sources this answer used]" in judge_prompt and f"{site.base}/article" in judge_prompt
 
 
+def test_web_searches_and_fetches_are_reported_as_progress(models, site, handler):
+    from litellm_fusion import progress
+
+    models.set_script("gpt-4o-mini", researcher(site, f"It is 43 metres tall (built 1871). Source: {site.base}/article"))
+    events: list[progress.ProgressEvent] = []
+    with progress.listening(events.append):
+        chunks = list(ask(fusion=spec(models, site), stream=True))
+    web = [e for e in events if isinstance(e, progress.WebToolCalled)]
+    assert [(e.index, e.model, e.tool, e.argument, e.status) for e in web] == [
+        (0, "openai/gpt-4o-mini", "web_search", "Cape Fable lighthouse height", "ok"),
+        (0, "openai/gpt-4o-mini", "web_fetch", f"{site.base}/article", "ok"),
+    ]
+    assert all(0 <= e.started_ms <= e.at_ms and e.latency_ms > 0 for e in web) and web[0].at_ms <= web[1].started_ms
+    reasoning = "".join(getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in chunks if c.choices)
+    assert "\n  - openai/gpt-4o-mini searched “Cape Fable lighthouse height” in " in reasoning
+    assert f"\n  - openai/gpt-4o-mini read “{site.base}/article” in " in reasoning
+    searched = reasoning.index("searched “Cape")
+    assert reasoning.index("- openai/gpt-4o-mini is answering") < searched < reasoning.index("- openai/gpt-4o-mini answered in")
+
+
 def test_a_member_cannot_fetch_a_url_it_never_saw(models, site, handler):
     invented = f"{site.base}/keeper?exfiltrate=secret"
     models.set_script("gpt-4o-mini", [Script(tool_calls=[ToolCall("web_fetch", {"url": invented})]), Script(text="gave up")])

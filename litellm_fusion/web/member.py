@@ -7,6 +7,7 @@ A native call the provider refuses (a 400 about the tool) is retried once throug
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -89,12 +90,16 @@ async def answer_with_web(
     search: SearchFn | None,
     fetcher: FetcherLike | None,
     aliases: dict[str, str],
+    on_tool_call: Callable[[ToolCallRecord], None] | None = None,
 ) -> WebAnswer:
-    """Answer ``kwargs["messages"]`` with web access in ``mode`` (see :func:`member_web_mode`)."""
+    """Answer ``kwargs["messages"]`` with web access in ``mode`` (see :func:`member_web_mode`); each
+    client-side tool call is reported to ``on_tool_call`` as it finishes."""
     from .citations import sources_from_response
     from .native import is_native_refusal
 
-    toolbox = MemberToolbox(spec=spec.web, search=search, fetcher=fetcher, ledger=ledger, search_provider=spec.web.search.provider)
+    toolbox = MemberToolbox(
+        spec=spec.web, search=search, fetcher=fetcher, ledger=ledger, search_provider=spec.web.search.provider, on_call=on_tool_call
+    )
     for message in kwargs["messages"]:
         if isinstance(message.get("content"), str):
             toolbox.remember(message["content"])

@@ -132,6 +132,8 @@ class MemberToolbox:
     seen: set[str] = field(default_factory=set)
     sources: dict[str, Source] = field(default_factory=dict)
     calls: list[ToolCallRecord] = field(default_factory=list)
+    on_call: Callable[[ToolCallRecord], None] | None = None
+    """Told of each tool call as it finishes (progress reporting)."""
 
     def __post_init__(self) -> None:
         self.budget = self.budget or self.spec.max_tool_calls
@@ -158,9 +160,14 @@ class MemberToolbox:
             results.append(self._refuse(call, "tool budget exhausted; answer from what you have"))
         return list(results)
 
+    def _record(self, record: ToolCallRecord) -> None:
+        self.calls.append(record)
+        if self.on_call is not None:
+            self.on_call(record)
+
     def _refuse(self, call: Any, reason: str) -> dict[str, Any]:
         name, argument = _name_and_argument(call)
-        self.calls.append(
+        self._record(
             ToolCallRecord(name=name, argument=argument, status="refused", error=reason, latency_ms=0.0, start_ms=self.ledger.offset_ms())
         )
         return _tool_message(call, {"error": reason})
@@ -183,7 +190,7 @@ class MemberToolbox:
                        cost=outcome.cost if outcome.error is None else 0.0, latency_ms=outcome.latency_ms, start_ms=start_ms)
         )  # fmt: skip
         status = "error" if outcome.error else "ok"
-        self.calls.append(
+        self._record(
             ToolCallRecord(
                 name="web_search", argument=query, status=status, error=outcome.error, latency_ms=outcome.latency_ms, start_ms=start_ms
             )
@@ -202,7 +209,7 @@ class MemberToolbox:
         started = time.perf_counter()
         page = await self.fetcher.fetch(url)  # type: ignore[union-attr]
         latency_ms = (time.perf_counter() - started) * 1000
-        self.calls.append(
+        self._record(
             ToolCallRecord(
                 name="web_fetch",
                 argument=url,
