@@ -44,7 +44,11 @@ class Board:
                 for i, model in enumerate(event.panel):
                     self.rows[f"panel{i}"] = _Row("panel", model)
                 self.rows["judge"] = _Row("judge", event.judge)
-                self.rows["writer"] = _Row("writer", event.synthesizer)
+                # With invocation auto/required the writer first decides (or writes the panel's question).
+                deciding = event.invocation in ("auto", "required")
+                self.rows["writer"] = _Row("writer", event.synthesizer, "deciding" if deciding else "waiting")
+            case p.CallFinished(role="outer"):
+                self._set("writer", "decided", f"{secs(event.latency_ms)}, {event.tokens} tokens")
             case p.MemberStarted():
                 self._set(f"panel{event.index}", "running", "")
             case p.MemberAnswered():
@@ -91,7 +95,8 @@ class Board:
         from rich.text import Text
 
         styles = {"running": "yellow", "writing": "yellow", "answered": "green", "done": "green", "failed": "red",
-                  "timeout": "red", "dropped": "magenta", "skipped": "dim", "waiting": "dim"}  # fmt: skip
+                  "timeout": "red", "dropped": "magenta", "skipped": "dim", "waiting": "dim", "deciding": "yellow",
+                  "decided": "green"}  # fmt: skip
         table = Table(box=None, show_header=False, padding=(0, 1), title="fusion progress", title_justify="left")
         with self.lock:
             for row in self.rows.values():

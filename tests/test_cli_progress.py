@@ -105,3 +105,13 @@ def test_board_shows_failures_drops_web_and_short_circuits():
     assert states["panel0"][0] == "running" and states["panel1"] == ("timeout", "0.8 s: Timeout")
     assert states["panel2"] == ("dropped", "cancelled after the quorum")
     assert states["judge"] == ("skipped", "the panel agreed") == states["writer"]
+
+
+def test_board_shows_the_writers_decision_with_invocation_auto():
+    board = Board()
+    board.apply(p.FusionStarted(at_ms=0, name="x", panel=("a",), judge="j", synthesizer="w", quorum=1, invocation="auto"))
+    assert (board.rows["writer"].state, board.rows["panel0"].state) == ("deciding", "waiting")
+    board.apply(p.CallFinished(at_ms=900, role="outer", model="w", started_ms=1, latency_ms=899, tokens=42, cost=None))
+    assert (board.rows["writer"].state, board.rows["writer"].detail) == ("decided", "0.9 s, 42 tokens")
+    board.apply(p.CallFinished(at_ms=950, role="panel", model="a", started_ms=900, latency_ms=50, tokens=5, cost=None))
+    assert board.rows["writer"].state == "decided"  # other calls leave the writer's row alone
