@@ -212,7 +212,7 @@ async def run_panel(
     """
     progress = progress or Progress()
     started = time.perf_counter()
-    started_ms = round(progress.now_ms(), 1)
+    started_ms = round((started - progress.started) * 1000, 1)
     tasks = {
         asyncio.create_task(
             _ask(i, member, spec=spec, messages=messages, answer=answer, timeout=timeout, secrets=secrets, progress=progress),

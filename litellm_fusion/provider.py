@@ -267,7 +267,7 @@ class FusionLLM(CustomLLM):
         litellm_params: dict[str, Any] | None = None,
         timeout: Any = None,
         **_: Any,
-    ) -> AsyncIterator[GenericStreamingChunk]:  # type: ignore[override]
+    ) -> AsyncIterator[GenericStreamingChunk | ModelResponseStream]:  # type: ignore[override]
         """Stream the synthesizer's answer, after the panel's and the judge's progress as reasoning chunks
         (spec ``progress``); the panel and the judge finish before the first content chunk."""
         request, complete = self._prepare(model, messages, optional_params, litellm_params, timeout)
@@ -291,7 +291,7 @@ class FusionLLM(CustomLLM):
         """Sync twin of :meth:`acompletion`, run on a private event loop thread."""
         return _SYNC.run(self.acompletion(**kwargs))
 
-    def streaming(self, **kwargs: Any) -> Iterator[GenericStreamingChunk]:  # type: ignore[override]
+    def streaming(self, **kwargs: Any) -> Iterator[GenericStreamingChunk | ModelResponseStream]:  # type: ignore[override]
         """Sync twin of :meth:`astreaming`."""
         return _SYNC.iterate(self.astreaming(**kwargs))
 
