@@ -35,6 +35,8 @@ _EXPORTS = {
     "PanelFailedError": "errors",
     "SynthesisFailedError": "errors",
     "FusionTimeoutError": "errors",
+    "ModelAccessDeniedError": "errors",
+    "FusionBudgetExceededError": "errors",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -21,13 +21,14 @@ from litellm.types.utils import Choices, Delta, GenericStreamingChunk, Message, 
 
 from .clients import exposed_trace
 from .config import PresetStore
-from .errors import FusionConfigError
+from .errors import FusionConfigError, FusionError
 from .invocation import with_depth
 from .nested import CompleteFn
 from .pipeline import FusionDone, FusionRequest, FusionResult, run_fusion, stream_fusion
 from .progress import ProgressEvent, current_listener, progress_text
 from .request import build_request
 from .routing import proxy_router, routed_complete
+from .tenancy import SpendGuard, admit, charge_failure, record_spend
 from .web.tools import FetcherFactory
 
 __all__ = ["FusionLLM", "fusion_llm", "register"]
@@ -195,6 +196,13 @@ async def generic_stream(
             held = chunk
 
 
+async def _spend_recorded(events: AsyncIterator[Any], litellm_params: dict[str, Any] | None) -> AsyncIterator[Any]:
+    async for event in events:
+        if isinstance(event, FusionDone):
+            record_spend(litellm_params, event.ledger)
+        yield event
+
+
 class FusionLLM(CustomLLM):
     """LiteLLM custom provider for ``fusion/<preset>`` models.
 
@@ -218,13 +226,14 @@ class FusionLLM(CustomLLM):
         self.router = router
         self.fetcher_factory = fetcher_factory
 
-    def _prepare(
+    async def _prepare(
         self, model: str, messages: Any, optional_params: dict[str, Any], litellm_params: dict[str, Any] | None, timeout: Any
-    ) -> tuple[FusionRequest, CompleteFn]:
+    ) -> tuple[FusionRequest, CompleteFn, SpendGuard]:
         if _INSIDE_FUSION.get():
             raise FusionConfigError(f"fusion/{model} was called from inside a fusion call; fusion models cannot be nested (recursion)")
         in_proxy = proxy_router()
         router = in_proxy or self.router
+        from_proxy_client = in_proxy is not None and bool((litellm_params or {}).get("proxy_server_request"))
         request = build_request(
             model=model,
             messages=messages,
@@ -233,10 +242,18 @@ class FusionLLM(CustomLLM):
             timeout=timeout,
             presets=self.presets,
             router=router,
-            from_proxy_client=in_proxy is not None and bool((litellm_params or {}).get("proxy_server_request")),
+            from_proxy_client=from_proxy_client,
+        )
+        # The caller's key: model access and budgets, before any upstream call (tenancy.py).
+        guard = await admit(
+            request,
+            optional_params=optional_params or {},
+            litellm_params=litellm_params,
+            router=router,
+            from_proxy_client=from_proxy_client,
         )
         # Every nested call says how deep it is, so a fusion on another proxy does not fan out again.
-        return request, with_depth(routed_complete(router, self.complete), request.depth + 1)
+        return request, guard.wrap(with_depth(routed_complete(router, self.complete), request.depth + 1)), guard
 
     async def acompletion(
         self,
@@ -247,15 +264,22 @@ class FusionLLM(CustomLLM):
         optional_params: dict[str, Any],
         litellm_params: dict[str, Any] | None = None,
         timeout: Any = None,
+        logging_obj: Any = None,
         **_: Any,
     ) -> ModelResponse:  # type: ignore[override]
         """Run a fusion call and fill ``model_response`` with the answer, summed usage and cost, and trace."""
-        request, complete = self._prepare(model, messages, optional_params, litellm_params, timeout)
+        request, complete, guard = await self._prepare(model, messages, optional_params, litellm_params, timeout)
         token = _INSIDE_FUSION.set(True)
         try:
             result = await run_fusion(request, complete=complete, fetcher_factory=self.fetcher_factory, on_progress=current_listener())
+        except FusionError as exc:
+            charge_failure(logging_obj, exc.trace)
+            guard.check(exc.trace, cause=exc)
+            raise
         finally:
             _INSIDE_FUSION.reset(token)
+        guard.check(result.trace)
+        record_spend(litellm_params, result.ledger)
         return fill_response(model_response, result, model, request.spec.expose)
 
     async def astreaming(
@@ -266,14 +290,17 @@ class FusionLLM(CustomLLM):
         optional_params: dict[str, Any],
         litellm_params: dict[str, Any] | None = None,
         timeout: Any = None,
+        logging_obj: Any = None,
         **_: Any,
     ) -> AsyncIterator[GenericStreamingChunk | ModelResponseStream]:  # type: ignore[override]
         """Stream the synthesizer's answer, after the panel's and the judge's progress as reasoning chunks
         (spec ``progress``); the panel and the judge finish before the first content chunk."""
-        request, complete = self._prepare(model, messages, optional_params, litellm_params, timeout)
+        request, complete, guard = await self._prepare(model, messages, optional_params, litellm_params, timeout)
         # Set and reset around each step: a generator's context must not leak into the consumer's.
         fusion = stream_fusion(request, complete=complete, fetcher_factory=self.fetcher_factory, on_progress=current_listener())
-        events = generic_stream(fusion, request.spec.expose, request.spec.progress, f"fusion/{model}")
+        events = generic_stream(
+            guard.bounded(_spend_recorded(fusion, litellm_params)), request.spec.expose, request.spec.progress, f"fusion/{model}"
+        )
         try:
             while True:
                 token = _INSIDE_FUSION.set(True)
@@ -281,6 +308,10 @@ class FusionLLM(CustomLLM):
                     chunk = await anext(events)
                 except StopAsyncIteration:
                     return
+                except FusionError as exc:
+                    charge_failure(logging_obj, exc.trace)
+                    guard.check(exc.trace, cause=exc)
+                    raise
                 finally:
                     _INSIDE_FUSION.reset(token)
                 yield chunk

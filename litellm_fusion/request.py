@@ -22,7 +22,7 @@ from .synthesis import FINAL_ANSWER_PARAMS
 from .web.member import member_web_mode
 from .web.search import SearchFn, make_search
 
-__all__ = ["build_request", "fusion_overrides", "validate_messages", "effective_timeout"]
+__all__ = ["build_request", "fusion_overrides", "client_overrides", "validate_messages", "effective_timeout"]
 
 _ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 
@@ -36,6 +36,20 @@ def fusion_overrides(optional_params: dict[str, Any]) -> dict[str, Any]:
         if value is not None and not isinstance(value, dict):
             raise FusionConfigError(f"{where} must be an object like {{'panel': [...], 'judge': '...'}}, got {type(value).__name__}")
     return {**(from_body or {}), **(top or {})}
+
+
+def client_overrides(optional_params: dict[str, Any], configured: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the caller asked for: OpenRouter ``plugins`` and its ``openrouter:fusion`` server tool mapped, with
+    the ``fusion`` fields over them.
+
+    Inside the proxy LiteLLM hands the handler the deployment's own ``fusion`` dict (``configured``) when the
+    client sent none: that is not an override, so only ``extra_body.fusion`` counts then.
+    """
+    server_tool = split_server_tool(optional_params.get("tools"), optional_params.get("tool_choice"))
+    shaped = {**openrouter_overrides(optional_params.get("plugins")), **server_tool.overrides}
+    if configured is not None and optional_params.get("fusion") == configured:
+        return {**shaped, **fusion_overrides({"extra_body": optional_params.get("extra_body")})}
+    return {**shaped, **fusion_overrides(optional_params)}
 
 
 def validate_messages(messages: Any) -> list[dict[str, Any]]:
@@ -94,17 +108,13 @@ def build_request(
     litellm_params = litellm_params or {}
     server_tool = split_server_tool(optional_params.get("tools"), optional_params.get("tool_choice"))
     check_client_tools(server_tool.tools)
-    shaped = {**openrouter_overrides(optional_params.get("plugins")), **server_tool.overrides}
-    requested = {**shaped, **fusion_overrides(optional_params)}
     if from_proxy_client:
         configured = deployment_spec(router, litellm_params) or {}
-        # LiteLLM hands over the deployment's dict when the client sent none: that is not an override.
-        if optional_params.get("fusion") == configured:
-            requested = {**shaped, **fusion_overrides({"extra_body": optional_params.get("extra_body")})}
+        requested = client_overrides(optional_params, configured)
         proxy_models = router_names(router) - fusion_model_names(router)
         spec = presets.resolve(model, configured, client_overrides=requested, check_client=ClientVetter(proxy_models))
     else:
-        spec = presets.resolve(model, requested)
+        spec = presets.resolve(model, client_overrides(optional_params))
     _refuse_nested_fusion(spec, fusion_model_names(router))
     checked = validate_messages(messages)
     check_prompt_size(checked, spec)
@@ -122,7 +132,7 @@ def build_request(
         final_params=final_params,
         timeout=effective_timeout(spec.timeout, timeout),
         aliases=aliases,
-        cost_estimate=check_cost_cap(spec, checked, aliases),
+        cost_estimate=check_cost_cap(spec, checked, aliases, web_modes),
         web_modes=web_modes,
         web_search=_search_for(spec, web_modes, router),
         depth=incoming_depth(litellm_params),

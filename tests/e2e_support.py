@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,8 @@ class Proxy:
     master_key: str
     env: dict[str, str] = field(repr=False, default_factory=dict)
     startup_timeout: float = STARTUP_TIMEOUT
+    pick_port: Callable[[], int] = free_port
+    """Where the next launch listens (a DB-backed proxy needs one below the ephemeral range: litellm-db's README)."""
     base_url: str = ""
     log_path: Path = Path()
     process: subprocess.Popen[bytes] | None = None
@@ -66,7 +68,7 @@ class Proxy:
 
     def launch(self) -> Proxy:
         """Start the process on a fresh port (does not wait for it)."""
-        port = free_port()
+        port = self.pick_port()
         self.base_url = f"http://127.0.0.1:{port}"
         self.log_path = self.workdir / f"proxy-{port}.log"
         command = [*self.command, "--port", str(port)]
@@ -187,6 +189,8 @@ def launch_proxy(
     files: Mapping[str, str] | None = None,
     workdir: str | os.PathLike[str] | None = None,
     startup_timeout: float = STARTUP_TIMEOUT,
+    master_key: str | None = None,
+    pick_port: Callable[[], int] = free_port,
 ) -> Proxy:
     """Write ``config`` (a dict) as YAML, plus ``files`` next to it, and start ``litellm --config`` on it.
 
@@ -199,6 +203,8 @@ def launch_proxy(
         env: extra environment variables for the proxy.
         files: extra files (name -> text) written next to the config, e.g. a callback module.
         workdir: where the config, files and log go (a fresh temp dir by default).
+        master_key: the proxy's master key (a fresh random one by default; a fleet shares one).
+        pick_port: chooses the port of each launch.
     """
     directory = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="litellm-e2e-"))
     directory.mkdir(parents=True, exist_ok=True)
@@ -206,7 +212,7 @@ def launch_proxy(
         (directory / name).write_text(text, encoding="utf-8")
     config_path = directory / "config.yaml"
     config_path.write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")
-    master_key = f"sk-test-{secrets.token_hex(16)}"
+    master_key = master_key or f"sk-test-{secrets.token_hex(16)}"
     command = [str(LITELLM_BIN), "--config", str(config_path), "--host", "127.0.0.1"]
     if workers != 1:
         # uvicorn pings each worker and restarts any that does not answer within 5 s by default; a
@@ -219,6 +225,7 @@ def launch_proxy(
         master_key=master_key,
         env=_proxy_env(master_key, env),
         startup_timeout=startup_timeout,
+        pick_port=pick_port,
     )
     return proxy.launch()
 

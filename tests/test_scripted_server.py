@@ -336,3 +336,15 @@ def test_main_entry_point_prints_url_and_serves(tmp_path):
         proc.terminate()
         watchdog.cancel()
         assert proc.wait(timeout=10) == 0  # SIGTERM is a clean shutdown
+
+
+def test_response_ids_are_unique_across_servers_and_restarts():
+    """LiteLLM's proxy keys spend-log rows on the response id and drops duplicates: ids never repeat."""
+    ids = []
+    for _ in range(2):  # two servers, as two processes or two runs on one database would be
+        with ScriptedServer({"model-a": Script(text="ok")}) as server:
+            ids += [_chat(server, "model-a").json()["id"] for _ in range(3)]
+            stream = _HTTP.post(f"{server.base_url}/chat/completions", json={"model": "model-a", "stream": True, "messages": []})
+            first = json.loads(stream.text.split("\n")[0].removeprefix("data: "))
+            assert first["id"] == ids[-1].rsplit("-", 1)[0] + "-4"  # chunks carry their response's id
+    assert len(set(ids)) == 6 and all(i.startswith("chatcmpl-scripted-") for i in ids)

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,6 +178,9 @@ class ScriptedServer:
         self._idle = threading.Condition(self._lock)
         self._records: dict[int, RecordedRequest] = {}
         self._seq = 0
+        # Response ids must be unique across processes and runs: LiteLLM's proxy keys its spend-log rows on
+        # them and silently drops a duplicate, so ids restarting at 1 would lose rows on a reused database.
+        self._id_prefix = f"chatcmpl-scripted-{uuid.uuid4().hex[:16]}"
         self._tool_call_seq = 0
         self._in_flight = 0
         self._max_in_flight = 0
@@ -449,7 +453,7 @@ class ScriptedServer:
             return await self._send_error(request, exchange, 500, f"Script text failed: {exc!r}")
         calls = [(self._next_tool_call_id(), call) for call in script.tool_calls or ()]
         reply = _Reply(
-            id=f"chatcmpl-scripted-{exchange.seq}",
+            id=f"{self._id_prefix}-{exchange.seq}",
             created=int(time.time()),
             model=str(body.get("model", "")),  # echo the requested name, as a proxy sees it
             text=text,
