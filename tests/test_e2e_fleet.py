@@ -58,6 +58,8 @@ OVERRIDE_PATHS = {
     "fusion.synthesizer member dict": {"fusion": {"synthesizer": {"model": "m-secret"}}},
     "OpenRouter plugins analysis_models": {"plugins": [{"id": "fusion", "analysis_models": ["m-secret", "m-a"]}]},
     "OpenRouter plugins model (the judge)": {"plugins": [{"id": "fusion", "model": "m-secret"}]},
+    "OpenRouter server tool analysis_models": {"tools": [{"type": "openrouter:fusion", "parameters": {"analysis_models": ["m-secret"]}}]},
+    "OpenRouter server tool model (the judge)": {"tools": [{"type": "openrouter:fusion", "parameters": {"model": "m-secret"}}]},
 }
 
 

@@ -40,6 +40,8 @@ OVERRIDE_PATHS = [
     ("extra_body.fusion.panel", {"extra_body": {"fusion": {"panel": ["m-secret"]}}}),
     ("OpenRouter analysis_models", {"plugins": [{"id": "fusion", "analysis_models": ["m-secret", "m-a"]}]}),
     ("OpenRouter model (judge)", {"plugins": [{"id": "fusion", "model": "m-secret"}]}),
+    ("OpenRouter server tool analysis_models", {"tools": [{"type": "openrouter:fusion", "parameters": {"analysis_models": ["m-secret"]}}]}),
+    ("OpenRouter server tool model (judge)", {"tools": [{"type": "openrouter:fusion", "parameters": {"model": "m-secret"}}]}),
 ]
 
 
