@@ -77,6 +77,7 @@ async def test_a_member_using_its_whole_tool_budget_stays_under_the_estimate(sit
     # Searxng is free to query, so the spend is the member's tokens: growing prompts and capped completions.
     usage = trace["panel"][0]["usage"]
     assert spent == pytest.approx(usage["prompt_tokens"] * PRICE_IN + usage["completion_tokens"] * PRICE_OUT)
+    print(f"\nmax_tool_calls={max_tool_calls}: spent ${spent:.6f}, estimate ${trace['cost_estimate']:.6f}")
     assert 0 < spent <= trace["cost_estimate"]
     one_call_per_member = estimate_max_cost(FusionSpec.model_validate({**spec, "web": {"mode": "off"}}), MESSAGES)
     assert spent > one_call_per_member, "the old estimate (one call per member) was below what the run spent"
