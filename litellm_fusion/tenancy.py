@@ -3,7 +3,7 @@
 Inside the LiteLLM proxy the caller's ``UserAPIKeyAuth`` arrives in ``litellm_params["metadata"]["user_api_key_auth"]``.
 Before any upstream call:
 
-- every member, judge and synthesizer the *client* named (``fusion`` overrides, OpenRouter ``plugins``) must pass
+- every member, judge and synthesizer the *client* named (``fusion`` overrides, OpenRouter ``plugins`` or its server tool) must pass
   LiteLLM's own model-access checks for that key (``can_key_call_resolved_model``: the key's models, its team's,
   access groups, wildcards, ``all-proxy-models``, project and end-user limits), else a 403 naming the model and
   the models the key may use. Members the admin configured on the deployment are granted by access to it;
