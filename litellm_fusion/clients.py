@@ -15,12 +15,15 @@ from typing import Any
 from .config import EXPOSURE_LEVELS, FusionSpec
 from .errors import FusionConfigError
 
-__all__ = ["CLIENT_FIELDS", "CLIENT_MEMBER_FIELDS", "openrouter_overrides", "map_openrouter_fields", "ClientVetter", "exposed_trace"]
+__all__ = ["CLIENT_FIELDS", "CLIENT_MEMBER_FIELDS", "CLIENT_WEB_FIELDS", "openrouter_overrides", "map_openrouter_fields", "ClientVetter", "exposed_trace"]
 
 CLIENT_FIELDS = frozenset(
-    {"panel", "judge", "synthesizer", "temperature", "max_completion_tokens", "timeout", "min_quorum", "expose", "invocation", "progress"}
+    {"panel", "judge", "synthesizer", "temperature", "max_completion_tokens", "timeout", "min_quorum", "expose", "invocation", "progress", "web"}
 )
-"""Spec fields a proxy client may override."""
+"""Spec fields a proxy client may override (of ``web``, only ``max_tool_calls``, and only lower)."""
+
+CLIENT_WEB_FIELDS = frozenset({"max_tool_calls"})
+"""``web`` fields a proxy client may set: search backends, fetch limits and modes stay with the proxy."""
 
 CLIENT_MEMBER_FIELDS = frozenset({"model", "temperature", "top_p", "max_tokens"})
 """Member fields a proxy client may set; endpoints, keys and raw LiteLLM params stay with the proxy."""
@@ -36,8 +39,8 @@ _OPENROUTER_FIELDS = {
 def openrouter_overrides(plugins: Any) -> dict[str, Any]:
     """Map OpenRouter's ``plugins: [{"id": "fusion", "analysis_models": [...], "model": judge, ...}]``.
 
-    Other plugins are left alone (they are OpenRouter's, not ours). ``max_tool_calls`` is accepted and not
-    yet used: panel members have no web tools in this version.
+    Other plugins are left alone (they are OpenRouter's, not ours). ``max_tool_calls`` becomes
+    ``web.max_tool_calls``, which a client may lower but not raise (:class:`ClientVetter`).
     """
     if plugins is None:
         return {}
@@ -53,7 +56,10 @@ def openrouter_overrides(plugins: Any) -> dict[str, Any]:
 
 def map_openrouter_fields(fields: dict[str, Any]) -> dict[str, Any]:
     """OpenRouter's fusion fields (``analysis_models``, ``model``, ...) as spec overrides; others are ignored."""
-    return {target: fields[source] for source, target in _OPENROUTER_FIELDS.items() if fields.get(source) is not None}
+    overrides = {target: fields[source] for source, target in _OPENROUTER_FIELDS.items() if fields.get(source) is not None}
+    if fields.get("max_tool_calls") is not None:
+        overrides["web"] = {"max_tool_calls": fields["max_tool_calls"]}
+    return overrides
 
 
 class ClientVetter:
@@ -96,6 +102,8 @@ class ClientVetter:
             raise FusionConfigError(f"fusion.timeout: at most {trusted.timeout:g}s on this deployment, got {timeout:g}")
         if "expose" in vetted:
             vetted["expose"] = _lower_exposure(vetted["expose"], trusted.expose)
+        if "web" in vetted:
+            _check_web(vetted["web"], trusted)
         return vetted
 
     @staticmethod
@@ -113,6 +121,21 @@ class ClientVetter:
         if not isinstance(model, str) or model not in allowed:
             shown = ", ".join(sorted(allowed)) or "none"
             raise FusionConfigError(f"{path}: {model!r} is not a model clients may use on this deployment; allowed: {shown}")
+
+
+def _check_web(web: Any, trusted: FusionSpec) -> None:
+    # More tool calls mean more spend and more fetched pages than the admin configured: a client may only lower it.
+    if not isinstance(web, dict):
+        raise FusionConfigError("fusion.web: must be an object like {'max_tool_calls': 4}")
+    for key in web:
+        if key not in CLIENT_WEB_FIELDS:
+            raise FusionConfigError(f"fusion.web.{key}: not settable by clients of this proxy; clients may set: max_tool_calls")
+    asked = web.get("max_tool_calls")
+    if asked is not None and (not isinstance(asked, int) or isinstance(asked, bool) or not 1 <= asked <= trusted.web.max_tool_calls):
+        raise FusionConfigError(
+            f"fusion.web.max_tool_calls (OpenRouter's max_tool_calls): must be an integer from 1 to "
+            f"{trusted.web.max_tool_calls} on this deployment, got {asked!r}"
+        )
 
 
 def _lower_exposure(asked: Any, configured: str) -> str:

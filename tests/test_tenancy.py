@@ -300,3 +300,11 @@ def test_record_spend_keeps_the_clients_metadata():
         "tag": 1,
         "fusion": {"cost": 0.5, "calls": [{"role": "panel", "model": "m", "prompt_tokens": 1, "completion_tokens": 2, "cost": 0.5}]},
     }
+
+
+async def test_openrouter_max_tool_calls_above_the_deployments_is_a_400_before_any_call(proxy, upstream):
+    proxy()
+    with pytest.raises(FusionConfigError, match=r"fusion\.web\.max_tool_calls \(OpenRouter's max_tool_calls\)") as info:
+        await call(key(models=["fz"]), {"plugins": [{"id": "fusion", "max_tool_calls": 16}]})
+    assert info.value.status_code == 400
+    assert upstream.requests == []
