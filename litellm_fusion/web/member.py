@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .citations import Source
     from .tools import ToolCallRecord
 
-__all__ = ["WebAnswer", "member_web_mode", "needs_search", "answer_with_web"]
+__all__ = ["WebAnswer", "member_web_mode", "answer_with_web"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,11 +72,6 @@ def member_web_mode(member: MemberSpec, spec: FusionSpec, aliases: dict[str, str
     if mode == "client" or _supports_functions(model):
         return "client"
     return "presearch"
-
-
-def needs_search(spec: FusionSpec, aliases: dict[str, str]) -> bool:
-    """Whether a member will search client-side (the client loop or pre-search), so a backend is required."""
-    return any(member_web_mode(m, spec, aliases) in ("client", "presearch") for m in spec.panel)
 
 
 async def answer_with_web(
