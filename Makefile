@@ -33,9 +33,13 @@ $(VENV)/.local-installed: $(VENV)/.installed
 .PHONY: install local demo test test-fast test-browser test-local test-newest
 install: $(VENV)/.installed
 
-# One command sets up the local models; `make demo` then runs a real fusion on them.
+# One command sets up the local models; `make demo` then runs a real fusion on them. It also builds llama.cpp's
+# llama-server (parallel slots) from the llama-cpp-python sdist into ~/.cache/litellm-fusion/bin, once (about
+# 10 min on 2 cores the first time, then nothing); without cmake or a C++ compiler (exit 2) the local server
+# falls back to llama-cpp-python's, but a build that fails stops here.
 local: $(VENV)/.local-installed
 	$(VENV)/bin/litellm-fusion local setup
+	$(VENV)/bin/litellm-fusion local build-server || [ $$? -eq 2 ]
 
 # A real fusion on the local models when `make local` was run, else the scripted panel (instant).
 demo: $(VENV)/.installed

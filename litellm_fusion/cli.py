@@ -268,9 +268,10 @@ def _local_demo(args: argparse.Namespace) -> int:
     try:
         with local.running_local_server() as server:
             started = "already running there" if server.process is None else f"started in {server.started_in:.1f} s"
+            how = "the panel in parallel slots" if server.backend == local.LLAMA_SERVER else "one call at a time"
             print(
-                f"demo: real fusion/local on llama.cpp at {server.base_url} ({started}): 3 panel answers, a judge, a synthesis, "
-                "one at a time on this CPU (a few minutes on 2 cores)",
+                f"demo: real fusion/local on {server.backend or 'llama.cpp'} at {server.base_url} ({started}): 3 panel answers, "
+                f"a judge, a synthesis, {how} on this CPU (minutes on 2 cores)",
                 file=sys.stderr,
                 flush=True,
             )

