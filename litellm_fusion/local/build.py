@@ -15,6 +15,7 @@ where CMake stopped; it is deleted once the binary is in place. Nothing here run
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -212,5 +213,7 @@ def build_llama_server(
     stamp = {**_wanted_stamp(version), "build_seconds": round(seconds, 1), "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     _stamp_path(binary).write_text(json.dumps(stamp, indent=1), encoding="utf-8")
     shutil.rmtree(work, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        work.parent.rmdir()  # only when no other version's tree is left in it
     note(f"llama-server: built in {seconds:.0f} s: {binary}")
     return BuildResult(path=binary, built=True, seconds=seconds, version=version)
