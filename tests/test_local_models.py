@@ -106,17 +106,27 @@ def preset(base_url: str) -> dict[str, Any]:
     return spec
 
 
-def deterministic(base_url: str) -> dict[str, Any]:
-    """The preset at temperature 0 everywhere with a fixed seed (the outer call's temperature is the synthesizer's)."""
-    spec = preset(base_url)
+def deterministic(server: local.LocalServer) -> dict[str, Any]:
+    """The preset at temperature 0 everywhere with a fixed seed (the outer call's temperature is the synthesizer's).
+
+    On llama-server no request reuses a cached prompt prefix: the second run's prompts would otherwise be
+    found in the first run's cache, so only their last tokens would be evaluated, in other batch sizes,
+    and llama.cpp's logits are not bit-identical across batch sizes.
+    """
+    spec = preset(server.base_url)
+    extra: dict[str, Any] = {"seed": SEED}
+    if server.backend == local.LLAMA_SERVER:
+        extra["extra_body"] = {"cache_prompt": False}
     for member in spec["panel"]:
-        member.update(temperature=0, extra_params={"seed": SEED})
-    spec["judge"].update(temperature=0, extra_params={"seed": SEED})
+        member.update(temperature=0, extra_params=dict(extra))
+    spec["judge"].update(temperature=0, extra_params=dict(extra))
+    spec["synthesizer"].update(extra_params=dict(extra))
     return spec
 
 
 def reset_server_state(base_url: str) -> None:
-    """The same server state before each compared run: the 0.5B model loaded, one fixed prompt in its cache.
+    """The same server state before each compared run: the 0.5B model loaded (llama-cpp-python's server swaps
+    models), one fixed prompt in its cache.
 
     The server reuses the longest cached prompt prefix, which changes how the rest is batched.
     """
@@ -177,7 +187,7 @@ def test_local_preset_sync_stream(server):
 @pytest.mark.local
 @needs_models
 async def test_local_sync_non_stream_equals_async_stream_at_temperature_0(server, fixed_run):
-    spec = deterministic(server.base_url)
+    spec = deterministic(server)
     reset_server_state(server.base_url)
     # The sync entry point runs the fusion on its own loop thread; this test's loop just waits for it.
     response = litellm.completion(model="fusion/local", messages=MESSAGES, fusion=spec, temperature=0, seed=SEED)
