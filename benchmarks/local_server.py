@@ -62,7 +62,12 @@ async def chat(client: httpx.AsyncClient, base: str, model: str, tokens: int, te
     wall = time.perf_counter() - started
     response.raise_for_status()
     usage = response.json()["usage"]
-    return {"model": model, "wall_s": round(wall, 3), "completion_tokens": usage["completion_tokens"], "prompt_tokens": usage["prompt_tokens"]}
+    return {
+        "model": model,
+        "wall_s": round(wall, 3),
+        "completion_tokens": usage["completion_tokens"],
+        "prompt_tokens": usage["prompt_tokens"],
+    }
 
 
 async def section_tps(base: str, tokens: int, reps: int) -> list[dict[str, Any]]:
@@ -75,7 +80,14 @@ async def section_tps(base: str, tokens: int, reps: int) -> list[dict[str, Any]]
             for _ in range(reps):
                 before = load()
                 result = await chat(client, base, model, tokens, 0)
-                runs.append({**result, "tok_s": round(result["completion_tokens"] / result["wall_s"], 2), "load_before": before, "load_after": load()})
+                runs.append(
+                    {
+                        **result,
+                        "tok_s": round(result["completion_tokens"] / result["wall_s"], 2),
+                        "load_before": before,
+                        "load_after": load(),
+                    }
+                )
             rows.append({"model": model, "runs": runs, "tok_s_median": statistics.median(r["tok_s"] for r in runs)})
     return rows
 
@@ -98,7 +110,9 @@ async def section_panel(base: str, tokens: int, reps: int) -> list[dict[str, Any
                 results = await asyncio.gather(*(chat(client, base, model, tokens, temp) for model, temp in members))
                 wall = time.perf_counter() - started
                 runs.append({"wall_s": round(wall, 3), "members": list(results), "load_before": before, "load_after": load()})
-            rows.append({"panel": name, "members": len(members), "runs": runs, "wall_s_median": statistics.median(r["wall_s"] for r in runs)})
+            rows.append(
+                {"panel": name, "members": len(members), "runs": runs, "wall_s_median": statistics.median(r["wall_s"] for r in runs)}
+            )
     single = rows[0]["wall_s_median"]
     for row in rows:
         row["vs_1_member"] = round(row["wall_s_median"] / single, 2)
@@ -145,7 +159,12 @@ def section_build(cold: bool, jobs: int | None) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="llama-server-cold-") as tmp:
             before = load()
             result = build.build_llama_server(Path(tmp) / "bin", force=True, jobs=jobs)
-            return {"how": "cold build now, into a temporary directory", "seconds": round(result.seconds, 1), "load_before": before, "load_after": load()}
+            return {
+                "how": "cold build now, into a temporary directory",
+                "seconds": round(result.seconds, 1),
+                "load_before": before,
+                "load_after": load(),
+            }
     found = build.built_binary()
     if found is None:
         return {"how": f"not built: run `{build.BUILD_HINT}` or pass --cold-build", "seconds": None}
@@ -193,8 +212,12 @@ def table(results: dict[str, Any]) -> str:
             lines.append(f"| fusion speed-up, {backends[0]['backend']} → {backends[1]['backend']} | {a / b:.2f}× | |")
     if "build" in results:
         seconds = results["build"]["seconds"]
-        lines.append(f"| llama-server build added to a cold `make local` | {'—' if seconds is None else f'{seconds:.0f} s'} ({results['build']['how']}) | |")
-    lines.append(f"\nload averages (1, 5, 15 min): {results['load_start']} at start, {results['load_end']} at the end; {results['cpus']} CPUs")
+        lines.append(
+            f"| llama-server build added to a cold `make local` | {'—' if seconds is None else f'{seconds:.0f} s'} ({results['build']['how']}) | |"
+        )
+    lines.append(
+        f"\nload averages (1, 5, 15 min): {results['load_start']} at start, {results['load_end']} at the end; {results['cpus']} CPUs"
+    )
     return "\n".join(lines)
 
 

@@ -528,7 +528,9 @@ def test_build_without_cmake_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.delenv("CXX", raising=False)
     assert build.missing_build_tools() == ["cmake", "a C++ compiler"]
-    with pytest.raises(local.LocalModelError, match="cmake and a C\\+\\+ compiler not found.*apt-get install -y cmake g\\+\\+.*llama-cpp-python's server"):
+    with pytest.raises(
+        local.LocalModelError, match="cmake and a C\\+\\+ compiler not found.*apt-get install -y cmake g\\+\\+.*llama-cpp-python's server"
+    ):
         build.build_llama_server(tmp_path, version="0.3.36", log=lambda _: None)
     assert not (tmp_path / "llama-server").exists()
 

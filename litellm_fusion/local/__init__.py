@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .build import BUILD_HINT, BuildResult, build_llama_server, find_llama_server
 from .models import (
     INSTALL_HINT,
     LARGE,
@@ -35,16 +36,15 @@ from .models import (
     remove_model,
     setup_models,
 )
-from .build import BUILD_HINT, BuildResult, build_llama_server, find_llama_server
 from .server import (
     BACKEND_ENV,
     BACKENDS,
     BASE_ENV,
-    LLAMA_CPP_PYTHON,
-    LLAMA_SERVER,
     DEFAULT_BASE,
     DEFAULT_N_CTX,
     DEFAULT_PORT,
+    LLAMA_CPP_PYTHON,
+    LLAMA_SERVER,
     THREADS_ENV,
     LocalServer,
     choose_backend,

@@ -113,7 +113,9 @@ def find_llama_server(directory: str | os.PathLike[str] | None = None) -> Path |
     if given:
         path = Path(given).expanduser()
         if not (path.is_file() and os.access(path, os.X_OK)):
-            raise LocalModelError(f"${BINARY_ENV} is {given!r}, which is not an executable file: fix it, or unset it to use `{BUILD_HINT}`'s")
+            raise LocalModelError(
+                f"${BINARY_ENV} is {given!r}, which is not an executable file: fix it, or unset it to use `{BUILD_HINT}`'s"
+            )
         return path.resolve()
     found = built_binary(directory)
     return found[0] if found else None

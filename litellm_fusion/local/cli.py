@@ -43,7 +43,10 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "(default: $LITELLM_FUSION_LOCAL_BACKEND, else auto)",
     )
     run.add_argument(
-        "--slots", type=int, default=llama_server.DEFAULT_SLOTS, help=f"llama-server: parallel requests per model (default {llama_server.DEFAULT_SLOTS})"
+        "--slots",
+        type=int,
+        default=llama_server.DEFAULT_SLOTS,
+        help=f"llama-server: parallel requests per model (default {llama_server.DEFAULT_SLOTS})",
     )
     run.add_argument(
         "--model",
@@ -117,8 +120,15 @@ def _serve(args: argparse.Namespace) -> int:
         backend=args.backend,
         slots=args.slots,
     )
-    how = f"llama-server, {args.slots} parallel slots per model" if server.backend == "llama-server" else "llama-cpp-python's server, one request at a time"
-    print(f"serving {', '.join(server.models)} at {server.base_url} ({how}; started in {server.started_in:.1f} s; Ctrl-C stops it)", flush=True)
+    how = (
+        f"llama-server, {args.slots} parallel slots per model"
+        if server.backend == "llama-server"
+        else "llama-cpp-python's server, one request at a time"
+    )
+    print(
+        f"serving {', '.join(server.models)} at {server.base_url} ({how}; started in {server.started_in:.1f} s; Ctrl-C stops it)",
+        flush=True,
+    )
     for alias, path in server.models.items():
         print(f"  {alias}: {path}", flush=True)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it like Ctrl-C: the server goes down with it
