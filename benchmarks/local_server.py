@@ -8,8 +8,9 @@ Needs ``make local`` (both models; llama-server built, llama-cpp-python installe
 started on a free port with the same threads (``litellm_fusion.local.serve``), measured, and stopped, so the
 two never share the cores. Prints a markdown table and writes the raw numbers as JSON.
 
-  tps     one request per model, ``--tokens`` completion tokens at temperature 0: completion tokens per
-          second of wall time (the prompt is a few dozen tokens, so this is generation speed)
+  tps     one request per model, ``--tokens`` completion tokens at temperature 0 (end tokens banned, so
+          every completion is that long): completion tokens per second of wall time (the prompt is a few
+          dozen tokens, so this is generation speed)
   panel   the wall time of a panel's calls sent at once: the ``local`` preset's three members (0.5B at 0.2
           and 0.8, 1.5B at 0.5) and three 1.5B members, against one 1.5B member alone; every call
           ``--tokens`` tokens at a fixed seed
@@ -46,6 +47,8 @@ from litellm_fusion.local import build  # noqa: E402
 
 SECTIONS = ("tps", "panel", "fusion", "build")
 COUNT_PROMPT = [{"role": "user", "content": "Count from 1 to 1000, separated by commas, with nothing else."}]
+# Qwen2.5's end tokens (<|endoftext|>, <|im_end|>) banned, so every completion is exactly --tokens long on both servers.
+NO_STOP = {"151643": -100, "151645": -100}
 SEED = 11
 REQUEST_TIMEOUT = 1800.0
 
@@ -56,7 +59,7 @@ def load() -> tuple[float, float, float]:
 
 async def chat(client: httpx.AsyncClient, base: str, model: str, tokens: int, temperature: float) -> dict[str, Any]:
     """One completion; its wall time and completion tokens."""
-    body = {"model": model, "messages": COUNT_PROMPT, "max_tokens": tokens, "temperature": temperature, "seed": SEED}
+    body = {"model": model, "messages": COUNT_PROMPT, "max_tokens": tokens, "temperature": temperature, "seed": SEED, "logit_bias": NO_STOP}
     started = time.perf_counter()
     response = await client.post(f"{base}/chat/completions", json=body, timeout=REQUEST_TIMEOUT)
     wall = time.perf_counter() - started
@@ -172,9 +175,10 @@ def section_build(cold: bool, jobs: int | None) -> dict[str, Any]:
 
 
 async def measure_backend(backend: str, sections: str, tokens: int, reps: int) -> dict[str, Any]:
-    server = local.serve(port=None, backend=backend)
+    log = Path(tempfile.gettempdir()) / f"local_server_bench_{backend}.log"  # kept after the run, for a failed one
+    server = local.serve(port=None, backend=backend, log_path=log)
     out: dict[str, Any] = {"backend": backend, "started_in_s": round(server.started_in, 1), "base_url": server.base_url}
-    print(f"# {backend}: serving at {server.base_url} (started in {server.started_in:.1f} s)", file=sys.stderr, flush=True)
+    print(f"# {backend}: serving at {server.base_url} (started in {server.started_in:.1f} s; log {log})", file=sys.stderr, flush=True)
     try:
         if "tps" in sections:
             out["tps"] = await section_tps(server.base_url, tokens, reps)
