@@ -167,6 +167,12 @@ class FusionSpec(BaseModel):
         "json_object with a schema, then the prompt alone; each backend refusal (a 400 or 422, or an error naming response_format) falls through to the next. A named mode starts "
         "the same chain there (json_schema -> json_object -> prompt).",
     )
+    aggregation: Literal["vote", "off"] = Field(
+        "vote",
+        description="How the answers are combined: `vote` (the judge records each answer's final claim and checks it; the "
+        "claims are counted, and the synthesizer is told to keep a majority unless the judge found an error in each of its "
+        "answers and checked a minority one); `off` (the judge's free analysis only; the synthesizer works it out from that).",
+    )
     short_circuit: Literal["off", "exact", "judge"] = Field(
         "off",
         description="Skip paid stages when the panel agrees: `exact` (normalised answers identical: no judge, no synthesizer), "

@@ -20,8 +20,9 @@ from . import prompts
 from .config import FusionSpec
 from .nested import CallError, CompleteFn, member_kwargs, timed_call
 from .usage import CallRecord, UsageLedger
+from .vote import Vote, count_vote
 
-__all__ = ["Analysis", "JudgeOutcome", "analyse", "parse_analysis", "ANALYSIS_SCHEMA"]
+__all__ = ["Analysis", "JudgeOutcome", "analyse", "parse_analysis", "analysis_schema", "ANALYSIS_SCHEMA"]
 
 
 class _Loose(BaseModel):
@@ -56,9 +57,25 @@ class UniqueInsight(_Loose):
     insight: str = Field(description="The point.")
 
 
+class AnswerCheck(_Loose):
+    """The judge's record of one answer (``aggregation: vote``): its final claim and whether it holds."""
+
+    answer: str = Field(description="Answer letter (in the trace: the real model name).")
+    final: str = Field("", description="The answer's final claim as it states it (closed-form: the value).")
+    verdict: str = Field("unsure", description="correct | wrong | unsure: whether its steps hold up.")
+    check: str = Field("", description="The step checked, or the first wrong one.")
+
+    @field_validator("final", "verdict", "check", mode="before")
+    @classmethod
+    def _scalar_to_text(cls, value: Any) -> Any:
+        # Small models write 57.24 (a number) or null where a string was asked for.
+        return "" if value is None else str(value) if isinstance(value, (int, float)) else value
+
+
 class Analysis(_Loose):
     """The judge's structured analysis of the panel's answers."""
 
+    answers: list[AnswerCheck] = Field(default_factory=list, description="Per answer: final claim and check (vote only).")
     consensus: list[str] = Field(description="Points the answers agree on and that hold up.")
     contradictions: list[Contradiction] = Field(description="Points of disagreement.")
     partial_coverage: list[PartialCoverage] = Field(description="Points only some answers covered.")
@@ -77,6 +94,10 @@ def _strict(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 _STR = {"type": "string"}
+_ANSWER_CHECKS = {
+    "type": "array",
+    "items": _strict({"answer": _STR, "final": _STR, "verdict": {"type": "string", "enum": ["correct", "wrong", "unsure"]}, "check": _STR}),
+}
 ANALYSIS_SCHEMA: dict[str, Any] = _strict(
     {
         "consensus": {"type": "array", "items": _STR},
@@ -89,16 +110,24 @@ ANALYSIS_SCHEMA: dict[str, Any] = _strict(
         "blind_spots": {"type": "array", "items": _STR},
     }
 )
-"""JSON schema sent as ``response_format`` to judges that support structured output."""
+"""JSON schema sent as ``response_format`` to judges that support structured output (``aggregation: off``)."""
 
-_RESPONSE_FORMATS: dict[str, dict[str, Any]] = {
-    "json_schema": {
-        "response_format": {"type": "json_schema", "json_schema": {"name": "fusion_analysis", "schema": ANALYSIS_SCHEMA, "strict": True}}
-    },
-    # llama.cpp-style servers refuse json_schema but constrain output with a schema under json_object.
-    "json_object": {"response_format": {"type": "json_object", "schema": ANALYSIS_SCHEMA}},
-    "prompt": {},
-}
+
+def analysis_schema(*, vote: bool) -> dict[str, Any]:
+    """The analysis schema; with ``vote``, ``answers`` comes first, so a grammar-constrained judge checks each
+    answer before it writes the rest."""
+    if not vote:
+        return ANALYSIS_SCHEMA
+    return _strict({"answers": _ANSWER_CHECKS, **ANALYSIS_SCHEMA["properties"]})
+
+
+def _response_format(mode: str, schema: dict[str, Any]) -> dict[str, Any]:
+    if mode == "json_schema":
+        return {"response_format": {"type": "json_schema", "json_schema": {"name": "fusion_analysis", "schema": schema, "strict": True}}}
+    if mode == "json_object":
+        # llama.cpp-style servers refuse json_schema but constrain output with a schema under json_object.
+        return {"response_format": {"type": "json_object", "schema": schema}}
+    return {}
 
 
 def output_modes(requested: str, supports_schema: bool) -> list[str]:
@@ -160,12 +189,23 @@ class JudgeOutcome:
     records: tuple[CallRecord, ...]
     structured_output: str
     """How the analysis was asked for: ``json_schema``, ``json_object`` or ``prompt`` (after any refusals)."""
+    aggregation: str = "off"
+    """The aggregation mechanism that ran: ``vote`` or ``off`` (the spec's ``aggregation``)."""
+    vote: Vote | None = None
+    """With ``aggregation: vote``: the counted vote (counted from the answers even when the judge failed)."""
+
+    def vote_trace(self, names: dict[str, str]) -> dict[str, Any]:
+        """What the trace shows of the aggregation: the mechanism, and the vote with model names."""
+        return {"mechanism": "off"} if self.vote is None else self.vote.as_dict(names)
+
+
+def _letter(ref: str) -> str:
+    return ref.strip().removeprefix("Answer").strip().strip("()[]. ").upper()
 
 
 def _unletter(analysis: Analysis, names: dict[str, str]) -> dict[str, Any]:
     def name(ref: str) -> str:
-        letter = ref.strip().removeprefix("Answer").strip().strip("()[]. ").upper()
-        return names.get(letter, ref)
+        return names.get(_letter(ref), ref)
 
     data = analysis.model_dump()
     for item in data["contradictions"]:
@@ -175,7 +215,12 @@ def _unletter(analysis: Analysis, names: dict[str, str]) -> dict[str, Any]:
         item["models"] = [name(ref) for ref in item["models"]]
     for item in data["unique_insights"]:
         item["model"] = name(item["model"])
+    for item in data["answers"]:
+        item["answer"] = name(item["answer"])
+    if not analysis.answers:
+        del data["answers"]  # aggregation: off asks for no per-answer checks; keep its analysis as it was
     return data
+
 
 
 def _supports_schema(model: str) -> bool:
@@ -204,8 +249,10 @@ async def analyse(
     whether the judge supports structured output.
     """
     judge = spec.judge
+    voting = spec.aggregation == "vote"
+    schema = analysis_schema(vote=voting)
     base = [
-        {"role": "system", "content": prompts.JUDGE_SYSTEM.format(nonce=nonce)},
+        {"role": "system", "content": prompts.judge_system(nonce, vote=voting)},
         {"role": "user", "content": prompts.judge_user_prompt(messages, answers, nonce)},
     ]
     records: list[CallRecord] = []
@@ -213,26 +260,36 @@ async def analyse(
     mode = modes[0]
 
     async def call(call_messages: list[dict[str, Any]], role: str, extra: dict[str, Any]) -> str:
-        kwargs = member_kwargs(judge, spec, call_messages, extra=extra)
+        # Temperature 0 unless the judge sets its own: the analysis is a check, not a sample (as OpenRouter's).
+        kwargs = member_kwargs(judge, spec, call_messages, default_temperature=0, extra=extra)
         response, record = await timed_call(complete, kwargs, role=role, member=judge, ledger=ledger)
         records.append(record)
         return response.choices[0].message.content or ""
 
     def outcome(analysis: Analysis | None, reason: str | None = None, error: CallError | None = None) -> JudgeOutcome:
+        lettered = analysis.model_dump() if analysis else None
+        if lettered is not None and not analysis.answers:
+            del lettered["answers"]
+        vote = None
+        if voting:
+            judged = {_letter(check.answer): {"final": check.final, "verdict": check.verdict} for check in (analysis.answers if analysis else [])}
+            vote = count_vote(answers, judged)
         return JudgeOutcome(
             analysis=_unletter(analysis, names) if analysis else None,
-            lettered=analysis.model_dump() if analysis else None,
+            lettered=lettered,
             failed_reason=reason,
             error=error,
             records=tuple(records),
             structured_output=mode,
+            aggregation=spec.aggregation,
+            vote=vote,
         )
 
     async def steps() -> JudgeOutcome:
         nonlocal mode
         for mode in modes:
             try:
-                text = await call(base, "judge", _RESPONSE_FORMATS[mode])
+                text = await call(base, "judge", _response_format(mode, schema))
                 break
             except litellm.ContextWindowExceededError:
                 raise
@@ -247,7 +304,7 @@ async def analyse(
         except AnalysisParseError as first:
             repair = [
                 {"role": "system", "content": prompts.REPAIR_SYSTEM},
-                {"role": "user", "content": prompts.repair_user_prompt(text, str(first))},
+                {"role": "user", "content": prompts.repair_user_prompt(text, str(first), vote=voting)},
             ]
             try:
                 return outcome(parse_analysis(await call(repair, "judge_repair", {})))

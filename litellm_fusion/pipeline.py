@@ -332,7 +332,8 @@ def _writers(spec: FusionSpec) -> list[MemberSpec]:
 
 def _synth_messages(run: _Run) -> list[dict[str, Any]]:
     lettered = run.judge.lettered if run.judge else None
-    return synthesis_messages(run.request.messages, run.answers(), lettered, run.nonce)
+    vote = run.judge.vote.as_dict() if run.judge and run.judge.vote else None
+    return synthesis_messages(run.request.messages, run.answers(), lettered, run.nonce, vote)
 
 
 def _synth_trace(writer: MemberSpec, record: CallRecord | None, status: str, errors: list[dict[str, Any]]) -> dict[str, Any]:
@@ -570,6 +571,7 @@ def build_trace(run: _Run) -> dict[str, Any]:
         "panel": panel,
         "letters": run.names(),
         "analysis": run.judge.analysis if run.judge else None,
+        "aggregation": run.judge.vote_trace(run.names()) if run.judge else None,
         "judge": _judge_trace(run),
         "judge_failed": judge_failed,
         "synthesizer": run.synthesizer,

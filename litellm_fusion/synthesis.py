@@ -28,10 +28,18 @@ FINAL_ANSWER_PARAMS = frozenset(
 
 
 def synthesis_messages(
-    messages: list[dict[str, Any]], answers: dict[str, str], analysis: dict[str, Any] | None, nonce: str
+    messages: list[dict[str, Any]],
+    answers: dict[str, str],
+    analysis: dict[str, Any] | None,
+    nonce: str,
+    vote: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """The brief as a leading system message, then the client's conversation unchanged."""
-    return [{"role": "system", "content": prompts.synthesizer_brief(answers, analysis, nonce)}, *messages]
+    """The brief as a leading system message, then the client's conversation unchanged.
+
+    ``vote`` (letters, from ``Vote.as_dict()``) switches the brief to the vote-aware one: the counted claims,
+    the judge's checks, and when to keep the majority or a checked minority.
+    """
+    return [{"role": "system", "content": prompts.synthesizer_brief(answers, analysis, nonce, vote)}, *messages]
 
 
 async def synthesize(
