@@ -94,6 +94,7 @@ __all__ = [
     "local_member",
     "local_models_available",
     "local_preset",
+    "local_self_preset",
     "missing_models",
     "model_path",
     "models_dir",
@@ -151,4 +152,17 @@ def local_preset(base_url: str | None = None) -> dict[str, Any]:
         "straggler_grace": None,
         "max_completion_tokens": 512,
         "timeout": 900,
+    }
+
+
+def local_self_preset(base_url: str | None = None) -> dict[str, Any]:
+    """The ``local-self`` preset: the 1.5B model sampled three times (temperature 0, then 0.6 and 0.8 with
+    fixed seeds, so reruns repeat); judge and synthesizer 1.5B. Same limits as :func:`local_preset`."""
+    return {
+        **local_preset(base_url),
+        "panel": [
+            local_member(LARGE, base_url, temperature=0),
+            local_member(LARGE, base_url, temperature=0.6, extra_params={"seed": 2}),
+            local_member(LARGE, base_url, temperature=0.8, extra_params={"seed": 3}),
+        ],
     }
