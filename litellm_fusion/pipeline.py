@@ -15,7 +15,7 @@ import random
 import string
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import litellm
@@ -576,6 +576,8 @@ def build_trace(run: _Run) -> dict[str, Any]:
         "judge_failed": judge_failed,
         "synthesizer": run.synthesizer,
         "usage": run.ledger.usage_dict(),
+        # Every nested call in order (judge repairs and writer fallbacks included), for audits and the eval.
+        "calls": [{**asdict(r), "latency_ms": round(r.latency_ms, 1)} for r in run.ledger.records],
         "cost": run.ledger.cost,
         "unpriced_models": run.ledger.unpriced_models,
         "latency_ms": round((time.perf_counter() - run.started) * 1000, 1),

@@ -259,13 +259,16 @@ def test_shipped_local_config(monkeypatch) -> None:
     settings = load_configs("local_eval")
     names = [c.name for c in settings.configs]
     assert names == [
-        "solo 0.5B",
         "solo 1.5B",
+        "self-ensemble 1.5B x3 (local-self)",
+        "local preset (0.5B+0.5B+1.5B)",
+        "solo 0.5B",
         "fusion 3x0.5B, judge 0.5B",
         "fusion 3x0.5B, judge 1.5B",
         "fusion 0.5B+1.5B+1.5B, judge 1.5B",
     ]
-    solo05, solo15, f05, f05j15, mixed = settings.configs
+    solo15, self15, preset, solo05, f05, f05j15, mixed = settings.configs
+    assert (self15.model, preset.model) == ("fusion/local-self", "fusion/local")
     q05, q15 = "openai/qwen2.5-coder-0.5b", "openai/qwen2.5-coder-1.5b"
     assert (solo05.kind, solo05.model, solo15.model) == ("solo", q05, q15)
     kwargs = solo05.call_kwargs([], 900)
@@ -280,7 +283,7 @@ def test_shipped_local_config(monkeypatch) -> None:
     monkeypatch.setenv("LITELLM_FUSION_LOCAL_BASE", "http://10.0.0.5:9000/v1")
     moved = load_configs("local_eval").configs
     assert moved[0].call_kwargs([], 900)["api_base"] == "http://10.0.0.5:9000/v1"
-    assert {m["api_base"] for m in moved[4].fusion["panel"]} == {"http://10.0.0.5:9000/v1"}
+    assert {m["api_base"] for m in moved[6].fusion["panel"]} == {"http://10.0.0.5:9000/v1"}
 
 
 def test_load_questions_validates(tmp_path: Path) -> None:
@@ -378,7 +381,19 @@ async def test_fusion_accuracy_tokens_cost(questions_file: Path, fusion_register
     per_question_cost = sum(price(f"openai/{m}", p, c) for m, (p, c) in USAGE.items())
     assert (s.total_tokens, s.mean_tokens) == (8 * per_question_tokens, per_question_tokens)
     assert s.total_cost == pytest.approx(8 * per_question_cost, rel=1e-9) and not s.unpriced
-    assert s.fusion_stats == {"judge_failed": 0, "degraded": 0, "short_circuit": 0, "panel_any_correct": 8, "panel_called": 8}
+    outcomes = dict.fromkeys(s.fusion_stats["outcomes"], 0) | {"kept_right_majority": 4, "rescued_right_minority": 2, "missed_right_minority": 2}
+    assert s.fusion_stats == {
+        "judge_failed": 0,
+        "degraded": 0,
+        "short_circuit": 0,
+        "panel_any_correct": 8,
+        "panel_called": 8,
+        # Questions 5-8: two of three members give the same wrong number, so the vote is wrong there.
+        "vote_correct": 4,
+        "outcomes": outcomes,
+        "aggregation": ["vote"],
+    }
+    assert (s.ci_low, s.ci_high) == pytest.approx((0.4093, 0.9285), abs=1e-4)  # Wilson 95 % for 6/8
     first = report.results_for("fusion")[0]
     assert first.cost == pytest.approx(per_question_cost, rel=1e-9)
     assert [m["correct"] for m in first.fusion["panel"]] == [True, True, False]  # panel answers graded too
@@ -505,17 +520,37 @@ def cli_server(monkeypatch):
         yield server
 
 
-def _check_outputs(out: Path, stdout: str) -> None:
+def _check_outputs(out: Path, stdout: str, *, plot: bool = True) -> None:
     lines = stdout.strip().splitlines()
-    assert lines[0] == "| configuration | accuracy | n | mean tokens | total cost | p50 latency | errors |"
-    assert re.match(r"\| solo mini \| 75\.0% \| 8 \| [\d,]+ \| \$0\.\d+ \| \d+\.\d\d s \| 0 \|$", lines[2]), lines[2]
-    assert re.match(r"\| fusion trio \| 100\.0% \| 8 \| [\d,]+ \| \$0\.\d+ \| \d+\.\d\d s \| 0 \|$", lines[3]), lines[3]
+    assert lines[0].split(" | ")[:3] == ["| configuration", "accuracy [95% CI]", "n"]
+    cells = {line.split(" | ")[0].removeprefix("| "): line.strip("| ").split(" | ") for line in lines[2:4]}
+    header = lines[0].strip("| ").split(" | ")
+    solo, fusion = (dict(zip(header, cells[name], strict=True)) for name in ("solo mini", "fusion trio"))
+    assert (solo["accuracy [95% CI]"], solo["n"], solo["errors"]) == ("75.0% [41%, 93%]", "8", "0")
+    assert solo["oracle (any member right)"] == solo["panel vote"] == solo["vs best solo W/L/T (McNemar p)"] == "-"
+    # Panel: mini right on 1-6, nano never, 4.1-mini on 1-2; the judge's model writes every answer right.
+    assert (fusion["accuracy [95% CI]"], fusion["oracle (any member right)"], fusion["panel vote"]) == ("100.0% [68%, 100%]", "6/8", "2/8")
+    assert fusion["vs best solo W/L/T (McNemar p)"] == "2/0/6 (p=0.5)"
+    assert re.match(r"[\d,]+$", fusion["mean tokens"]) and re.match(r"\d+\.\d\d s$", fusion["p50 latency"])
+    assert "Paired baseline (W/L/T: questions the fusion won, lost, tied against it): solo mini." in stdout
+    outcome_header = next(line for line in lines if line.startswith("| fusion | kept a right majority"))
+    outcome_row = lines[lines.index(outcome_header) + 2]
+    assert outcome_row == "| fusion trio | 2 | 0 | 4 | 0 | 2 | 0 |"
     assert (out / "table.md").read_text(encoding="utf-8") == stdout
     data = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert [s["name"] for s in data["summaries"]] == ["solo mini", "fusion trio"]
     assert len(data["results"]) == 16 and {r["config"] for r in data["results"]} == {"solo mini", "fusion trio"}
     assert data["concurrency"] == 3  # from the file
     assert all(c["kind"] in ("solo", "fusion") for c in data["configs"]) and "sk-eval-test" not in json.dumps(data)
+    # Each fusion's whole trace: analysis, letters, the vote, every call.
+    trace = next(r for r in data["results"] if r["config"] == "fusion trio")["trace"]
+    assert trace["analysis"] is not None and sorted(trace["letters"]) == ["A", "B", "C"]
+    assert trace["aggregation"]["mechanism"] == "vote" and trace["aggregation"]["groups"]
+    assert [c["role"] for c in trace["calls"]] == ["panel"] * 3 + ["judge", "synthesizer"]
+    assert data["meta"]["litellm_version"] and "command" in data["meta"]
+    assert len((out / "results.jsonl").read_text(encoding="utf-8").splitlines()) == 16
+    if not plot:
+        return
     if importlib.util.find_spec("matplotlib") is None:
         assert not (out / "plot.png").exists()
         pytest.skip("matplotlib is not installed (the optional eval extra): table and JSON checked, PNG not")
@@ -527,10 +562,29 @@ def test_eval_command_writes_table_json_and_plot(tmp_path: Path, questions_file:
     out = tmp_path / "out"
     assert eval_cli.main([str(questions_file), "--config", str(_configs_file(tmp_path)), "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    assert "[solo mini] 8/8" in captured.err and "q7: wrong (read 50, expected 49)" in captured.err
+    assert re.search(r"\[\d+/16[^\]]*\] solo mini q7: wrong \(read 50, expected 49\)", captured.err)
+    assert "[16/16] " in captured.err and "results appended to" in captured.err
     if importlib.util.find_spec("matplotlib") is None:
         assert "pip install 'litellm-fusion[eval]'" in captured.err
     _check_outputs(out, captured.out)
+
+
+def test_eval_command_resumes_where_it_stopped(tmp_path: Path, questions_file: Path, cli_server, capsys, fusion_registered) -> None:
+    out, configs = tmp_path / "out", str(_configs_file(tmp_path))
+    assert eval_cli.main([str(questions_file), "--config", configs, "--out", str(out), "--limit", "3", "--meta", "server=scripted"]) == 0
+    first_calls = cli_server.stats()["total"]
+    assert first_calls == 3 * (1 + 5)  # 3 questions: one solo call and five fusion calls each
+    capsys.readouterr()
+    assert eval_cli.main([str(questions_file), "--config", configs, "--out", str(out), "--meta", "server=scripted"]) == 0
+    captured = capsys.readouterr()
+    assert "resuming: 6 of 16 results already in" in captured.err and "[10/10] " in captured.err
+    assert cli_server.stats()["total"] - first_calls == 5 * (1 + 5), "only the questions not yet answered are asked"
+    assert json.loads((out / "results.json").read_text())["meta"]["server"] == "scripted"
+    _check_outputs(out, captured.out, plot=False)
+    # --fresh starts over.
+    assert eval_cli.main([str(questions_file), "--config", configs, "--out", str(out), "--limit", "1", "--fresh"]) == 0
+    assert "results appended to" in capsys.readouterr().err
+    assert len((out / "results.jsonl").read_text(encoding="utf-8").splitlines()) == 2
 
 
 def test_eval_command_errors_are_usage_errors(tmp_path: Path, questions_file: Path, capsys, monkeypatch) -> None:

@@ -1,7 +1,8 @@
 """``litellm-fusion eval QUESTIONS.jsonl --config configs.yaml``: the command behind the measured table.
 
 Also runnable on its own: ``python -m litellm_fusion.evaluation QUESTIONS.jsonl --config configs.yaml``.
-The table goes to stdout; progress and notes go to stderr.
+The tables go to stdout; progress and notes go to stderr. Each result is appended to ``OUT/results.jsonl``
+as it finishes, and the same command run again resumes from there (``--fresh`` starts over).
 """
 
 from __future__ import annotations
@@ -9,8 +10,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import subprocess
 import sys
-from typing import TYPE_CHECKING
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .runner import QuestionResult
@@ -25,8 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("questions", help="JSONL question file, or the name of a shipped one (arithmetic)")
     parser.add_argument("--config", required=True, help="YAML file of named configurations, or a shipped one (local_eval)")
     parser.add_argument("--limit", type=int, help="only the first N questions")
-    parser.add_argument("--out", default="eval-results", help="directory for table.md, results.json and plot.png (default: eval-results)")
-    parser.add_argument("--concurrency", type=int, help="questions in flight per configuration (default: the file's, else 2)")
+    parser.add_argument(
+        "--out",
+        default="eval-results",
+        help="directory for results.jsonl (appended as results finish; a rerun resumes from it), table.md, results.json "
+        "and plot.png (default: eval-results)",
+    )
+    parser.add_argument("--fresh", action="store_true", help="start over: remove OUT/results.jsonl instead of resuming from it")
+    parser.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="a note kept in results.json, e.g. server=llama-server")
+    parser.add_argument("--concurrency", type=int, help="calls in flight, questions taken in order (default: the file's, else 2)")
     parser.add_argument("--only", help="comma-separated configuration names to run (default: all)")
     parser.add_argument("--timeout", type=float, help="seconds per call (default: the file's, else 300)")
     parser.add_argument("--html", metavar="FILE", help="also write the table, the plot and every question as one self-contained HTML page")
@@ -34,18 +45,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def _progress(total: int):
-    done: dict[str, int] = {}
+    done = 0
+    started = time.monotonic()
 
     def report(result: QuestionResult) -> None:
-        done[result.config] = done.get(result.config, 0) + 1
+        nonlocal done
+        done += 1
         if result.error:
             outcome = f"error ({result.error['stage']}: {result.error['type']})"
         else:
             outcome = "right" if result.correct else f"wrong (read {result.extracted!r}, expected {result.expected!r})"
         latency = "" if result.latency_ms is None else f" {result.latency_ms / 1000:.1f} s"
-        print(f"[{result.config}] {done[result.config]}/{total} {result.id}: {outcome}{latency}", file=sys.stderr, flush=True)
+        left = (time.monotonic() - started) / done * (total - done)
+        eta = "" if done == total else f", about {left:.0f} s left" if left < 90 else f", about {left / 60:.0f} min left"
+        print(f"[{done}/{total}{eta}] {result.config} {result.id}: {outcome}{latency}", file=sys.stderr, flush=True)
 
     return report
+
+
+def _source_commit() -> dict[str, Any]:
+    """The git commit of the code that ran (and whether its checkout had changes), when it is a checkout."""
+    root = Path(__file__).resolve().parent.parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
 
 
 def eval_command(args: argparse.Namespace) -> int:
@@ -56,7 +82,7 @@ def eval_command(args: argparse.Namespace) -> int:
     from .configs import ConfigError, load_configs, resolve_data_path
     from .decisions import decision_table
     from .report import write_outputs
-    from .runner import load_questions, run_eval
+    from .runner import load_questions, load_results_log, run_eval
 
     litellm.suppress_debug_info = True
     logging.getLogger("LiteLLM").setLevel(logging.ERROR)  # e.g. a warning per call about custom pricing
@@ -75,14 +101,24 @@ def eval_command(args: argparse.Namespace) -> int:
             configs = [c for c in configs if c.name in wanted]
         questions_file = resolve_data_path(args.questions, (".jsonl",))
         questions = load_questions(questions_file, args.limit)
+        meta = dict(item.split("=", 1) for item in args.meta if "=" in item)
+        if len(meta) != len(args.meta):
+            raise ConfigError("--meta takes KEY=VALUE, e.g. --meta server=llama-server")
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     concurrency = args.concurrency or settings.concurrency or 2
     timeout = args.timeout or settings.timeout
+    log = Path(args.out) / "results.jsonl"
+    if args.fresh and log.exists():
+        log.unlink()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    resumed = len(load_results_log(log, configs, questions))
+    total = len(questions) * len(configs)
     print(
         f"eval: {len(questions)} questions from {questions_file} x {len(configs)} configurations "
-        f"(concurrency {concurrency}, timeout {timeout or 300:g} s per call)",
+        f"(concurrency {concurrency}, timeout {timeout or 300:g} s per call); "
+        + (f"resuming: {resumed} of {total} results already in {log}" if resumed else f"results appended to {log}"),
         file=sys.stderr,
     )
     try:
@@ -92,12 +128,14 @@ def eval_command(args: argparse.Namespace) -> int:
             concurrency=concurrency,
             timeout=timeout,
             grader=settings.grader,
-            on_result=_progress(len(questions)),
+            on_result=_progress(total - resumed),
+            results_log=log,
         )
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     report.questions_path = str(questions_file)
+    report.meta.update({**_source_commit(), "command": sys.argv, **meta})
     print(report.markdown(), end="")
     written = write_outputs(report, args.out)
     decisions = decision_table(report.to_dict())

@@ -1,16 +1,22 @@
-"""The eval's outputs: a markdown table, the JSON of every result, and a PNG plot (matplotlib, optional)."""
+"""The eval's outputs: markdown tables, the JSON of every result, and a PNG plot (matplotlib, optional).
+
+The main table is a list of :class:`Column` (``COLUMNS``): a header, an alignment and a function of one
+summary, so another measurement adds a column by appending one (or passes its own list to
+:func:`markdown_table`) without touching the others.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .runner import ConfigSummary, EvalReport
 
-__all__ = ["PlotUnavailable", "PLOT_HINT", "markdown_table", "plot", "write_outputs"]
+__all__ = ["Column", "COLUMNS", "OUTCOME_COLUMNS", "PlotUnavailable", "PLOT_HINT", "markdown_table", "markdown_report", "plot", "write_outputs"]
 
 PLOT_HINT = "pip install 'litellm-fusion[eval]'"
 
@@ -30,17 +36,86 @@ def _secs(ms: float | None) -> str:
     return "-" if ms is None else f"{ms / 1000:.2f} s"
 
 
-def markdown_table(summaries: Sequence[ConfigSummary]) -> str:
-    """configuration | accuracy | n | mean tokens | total cost | p50 latency | errors."""
+@dataclass(frozen=True)
+class Column:
+    """One column of a markdown table: its header, ``left`` or ``right`` alignment, and its cell text."""
+
+    header: str
+    cell: Callable[[ConfigSummary], str]
+    align: str = "right"
+
+
+def _fusion_count(key: str) -> Callable[[ConfigSummary], str]:
+    def cell(s: ConfigSummary) -> str:
+        if not s.fusion_stats or not s.n:
+            return "-"
+        count = s.fusion_stats.get(key) or 0
+        return f"{count}/{s.n}"
+
+    return cell
+
+
+def _paired(s: ConfigSummary) -> str:
+    p = s.vs_best_solo
+    if not p:
+        return "-"
+    return f"{p['won']}/{p['lost']}/{p['tied']} (p={p['p_value']:.2g})"
+
+
+def _accuracy(s: ConfigSummary) -> str:
+    return f"{s.accuracy:.1%} [{s.ci_low:.0%}, {s.ci_high:.0%}]"
+
+
+COLUMNS: list[Column] = [
+    Column("configuration", lambda s: s.name.replace("|", "\\|"), "left"),
+    Column("accuracy [95% CI]", _accuracy),
+    Column("n", lambda s: str(s.n)),
+    Column("oracle (any member right)", _fusion_count("panel_any_correct")),
+    Column("panel vote", _fusion_count("vote_correct")),
+    Column("vs best solo W/L/T (McNemar p)", _paired),
+    Column("mean tokens", lambda s: "-" if s.mean_tokens is None else f"{s.mean_tokens:,.0f}"),
+    Column("total cost", _cost),
+    Column("p50 latency", lambda s: _secs(s.p50_latency_ms)),
+    Column("errors", lambda s: str(s.errors)),
+]
+"""The main table's columns, in order."""
+
+
+def _outcome(key: str) -> Callable[[ConfigSummary], str]:
+    return lambda s: str(((s.fusion_stats or {}).get("outcomes") or {}).get(key, 0))
+
+
+OUTCOME_COLUMNS: list[Column] = [
+    Column("fusion", lambda s: s.name.replace("|", "\\|"), "left"),
+    Column("kept a right majority", _outcome("kept_right_majority")),
+    Column("lost a right majority", _outcome("lost_right_majority")),
+    Column("rescued a right minority", _outcome("rescued_right_minority")),
+    Column("missed a right minority", _outcome("missed_right_minority")),
+    Column("right when no member was", _outcome("right_when_none_were")),
+    Column("wrong, no member right", _outcome("wrong_when_none_were")),
+]
+"""What each fusion did with its panel's answers, question by question (see ``stats.fusion_outcome``)."""
+
+
+def markdown_table(summaries: Sequence[ConfigSummary], columns: Sequence[Column] | None = None) -> str:
+    """One row per summary, one column per :class:`Column` (default :data:`COLUMNS`)."""
+    columns = COLUMNS if columns is None else columns
     rows = [
-        "| configuration | accuracy | n | mean tokens | total cost | p50 latency | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| " + " | ".join(c.header for c in columns) + " |",
+        "|" + "|".join("---" if c.align == "left" else "---:" for c in columns) + "|",
     ]
-    for s in summaries:
-        tokens = "-" if s.mean_tokens is None else f"{s.mean_tokens:,.0f}"
-        name = s.name.replace("|", "\\|")
-        rows.append(f"| {name} | {s.accuracy:.1%} | {s.n} | {tokens} | {_cost(s)} | {_secs(s.p50_latency_ms)} | {s.errors} |")
+    rows += ["| " + " | ".join(c.cell(s) for c in columns) + " |" for s in summaries]
     return "\n".join(rows) + "\n"
+
+
+def markdown_report(report: EvalReport) -> str:
+    """The main table, then (with fusions) what each fusion did with its panel's vote, and the baseline named."""
+    text = markdown_table(report.summaries)
+    fusions = [s for s in report.summaries if s.kind == "fusion"]
+    if fusions:
+        text += f"\nPaired baseline (W/L/T: questions the fusion won, lost, tied against it): {report.best_solo or 'none (no solo configuration)'}.\n\n"
+        text += markdown_table(fusions, OUTCOME_COLUMNS)
+    return text
 
 
 def _pyplot() -> Any:
@@ -108,7 +183,7 @@ def write_outputs(report: EvalReport, out_dir: str | os.PathLike[str], *, with_p
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = out / "table.md"
-    table.write_text(report.markdown(), encoding="utf-8")
+    table.write_text(markdown_report(report), encoding="utf-8")
     results = out / "results.json"
     results.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
     written: dict[str, Any] = {"table": table, "json": results, "plot": None, "plot_note": None}

@@ -1,15 +1,21 @@
 """Run a question set through configurations, grade every reply, and summarise per configuration.
 
-Configurations run one after another (so each one's latency is measured under the same load), each with
-at most ``concurrency`` questions in flight. Every call is a ``litellm.acompletion`` with a per-call
+Work is interleaved question by question (question 1 through every configuration, then question 2, ...),
+with at most ``concurrency`` calls in flight, so a run stopped early still gives every configuration the
+same questions: paired comparisons at a smaller n. Every call is a ``litellm.acompletion`` with a per-call
 timeout that is also enforced by the wall clock. A failed call (an error status, a timeout, a fusion 503)
 is a wrong answer AND an entry under ``errors``: never dropped. Its spend, when the error carries a fusion
 trace, still counts in the totals.
+
+With ``results_log``, each graded result is appended to a JSONL file as it finishes, and a rerun reuses
+the results already there (same configuration, same question) instead of asking again: long runs resume
+where they stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -20,10 +26,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from . import graders
+from . import graders, stats
 from .configs import DEFAULT_TIMEOUT, ConfigError, EvalConfig, parse_config, parse_configs, resolve_data_path
 
-__all__ = ["Question", "QuestionResult", "ConfigSummary", "EvalReport", "load_questions", "arun_eval", "run_eval"]
+__all__ = ["Question", "QuestionResult", "ConfigSummary", "EvalReport", "load_questions", "load_results_log", "arun_eval", "run_eval"]
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,10 @@ class QuestionResult:
     grader_usage: dict[str, Any] | None = None
     """Tokens and cost of the judge grader's call (not counted in the configuration's totals)."""
     fusion: dict[str, Any] | None = None
-    """For fusion configurations: what each stage did (panel answers graded too, judge status, fallbacks)."""
+    """For fusion configurations: what each stage did (panel answers graded too, judge status, fallbacks),
+    the panel's vote (``vote``) and what the fusion did with it (``outcome``, see ``stats.fusion_outcome``)."""
+    trace: dict[str, Any] | None = None
+    """For fusion configurations: the whole trace (panel, letters, analysis, aggregation, every call)."""
 
 
 @dataclass
@@ -147,6 +156,13 @@ class ConfigSummary:
     grader_tokens: int = 0
     grader_cost: float = 0.0
     fusion_stats: dict[str, Any] | None = None
+    """For fusions: ``panel_any_correct`` (the oracle), ``vote_correct`` (the panel's majority vote), the
+    ``outcomes`` counts (kept/lost a right majority, rescued a right minority, ...), judge failures."""
+    ci_low: float = 0.0
+    ci_high: float = 1.0
+    """The accuracy's Wilson 95 % interval."""
+    vs_best_solo: dict[str, Any] | None = None
+    """For fusions: the paired comparison against the most accurate solo configuration (``stats.Paired``)."""
 
 
 @dataclass
@@ -164,6 +180,8 @@ class EvalReport:
     duration_s: float
     grader: dict[str, Any] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    resumed: int = 0
+    """Results reused from the results log rather than asked again."""
 
     def summary(self, name: str) -> ConfigSummary:
         """The summary of the named configuration."""
@@ -181,10 +199,16 @@ class EvalReport:
         return asdict(self)
 
     def markdown(self) -> str:
-        """The markdown table (see :func:`litellm_fusion.evaluation.report.markdown_table`)."""
-        from .report import markdown_table
+        """The markdown tables (see :func:`litellm_fusion.evaluation.report.markdown_report`)."""
+        from .report import markdown_report
 
-        return markdown_table(self.summaries)
+        return markdown_report(self)
+
+    @property
+    def best_solo(self) -> str | None:
+        """The most accurate solo configuration (the first listed on a tie), the fusions' paired baseline."""
+        solos = [s for s in self.summaries if s.kind == "solo"]
+        return max(solos, key=lambda s: (s.accuracy, -solos.index(s))).name if solos else None
 
 
 def _usage(response: Any) -> tuple[int, int]:
@@ -233,13 +257,16 @@ def _fusion_summary(trace: dict[str, Any], question: Question) -> dict[str, Any]
             "content": m.get("content"),
         }
         if question.grader != "judge" and m.get("status") == "ok" and isinstance(m.get("content"), str):
-            entry["correct"] = _grade(question, m["content"]).correct
+            grade = _grade(question, m["content"])
+            # ``key``: what the grader read, as text, so the vote groups equal answers (also after a resume).
+            entry["correct"], entry["key"] = grade.correct, None if grade.extracted is None else str(grade.extracted)
         panel.append(entry)
     judge, synth = trace.get("judge") or {}, trace.get("synthesizer") or {}
     return {
         "panel": panel,
         "judge": {k: judge.get(k) for k in ("model", "status", "failed_reason", "structured_output", "calls", "latency_ms")},
         "judge_failed": trace.get("judge_failed"),
+        "aggregation": {k: (trace.get("aggregation") or {}).get(k) for k in ("mechanism", "recommendation", "majority", "trusted")},
         "synthesizer": {k: synth.get(k) for k in ("model", "status", "latency_ms", "errors")},
         "degraded": trace.get("degraded"),
         "short_circuit": trace.get("short_circuit"),
@@ -295,7 +322,8 @@ async def _ask(config: EvalConfig, question: Question, *, timeout: float, grader
         result.prompt_tokens, result.completion_tokens, result.total_tokens, result.cost = prompt, completion, prompt + completion, cost
         trace = getattr(exc, "trace", None)
         if isinstance(trace, dict):
-            result.fusion = _fusion_summary(trace, question)
+            result.fusion, result.trace = _fusion_summary(trace, question), trace
+            _vote_outcome(result)
         return result, unpriced
     prompt, completion = _usage(response)
     cost, unpriced = _cost(config, response, prompt, completion)
@@ -304,10 +332,11 @@ async def _ask(config: EvalConfig, question: Question, *, timeout: float, grader
     result.prompt_tokens, result.completion_tokens, result.total_tokens, result.cost = prompt, completion, prompt + completion, cost
     trace = (getattr(response, "_hidden_params", None) or {}).get("fusion")
     if config.kind == "fusion" and isinstance(trace, dict):
-        result.fusion = _fusion_summary(trace, question)
+        result.fusion, result.trace = _fusion_summary(trace, question), trace
     if question.grader != "judge":
         grade = _grade(question, reply)
         result.correct, result.extracted = grade.correct, grade.extracted
+        _vote_outcome(result)
         return result, unpriced
     assert grader is not None  # checked before the run
     try:
@@ -325,6 +354,13 @@ async def _ask(config: EvalConfig, question: Question, *, timeout: float, grader
     return result, unpriced
 
 
+def _vote_outcome(result: QuestionResult) -> None:
+    """The panel's vote on this question and what the fusion did with it, into ``result.fusion``."""
+    if result.fusion is not None:
+        vote = stats.panel_vote(result.fusion.get("panel") or [])
+        result.fusion["vote"], result.fusion["outcome"] = vote, stats.fusion_outcome(result.correct, vote)
+
+
 def _summarise(config: EvalConfig, results: list[QuestionResult], unpriced: bool) -> ConfigSummary:
     answered = [r for r in results if r.latency_ms is not None]
     latencies = [r.latency_ms for r in answered if r.latency_ms is not None]
@@ -340,7 +376,12 @@ def _summarise(config: EvalConfig, results: list[QuestionResult], unpriced: bool
             "panel_any_correct": sum(1 for f in traced if any(m.get("correct") for m in f.get("panel") or [])),
             # How often the panel ran (always: every call; auto: when the outer model called it).
             "panel_called": sum(1 for f in traced if (f.get("invocation") or {}).get("invoked")),
+            # The free baseline: the panel's own majority vote, no judge, no synthesizer.
+            "vote_correct": sum(1 for f in traced if (f.get("vote") or {}).get("correct")),
+            "outcomes": {name: sum(1 for f in traced if f.get("outcome") == name) for name in stats.OUTCOMES},
+            "aggregation": sorted({(f.get("aggregation") or {}).get("mechanism") or "none" for f in traced}),
         }
+    ci_low, ci_high = stats.wilson(correct, len(results))
     return ConfigSummary(
         name=config.name,
         kind=config.kind,
@@ -359,7 +400,70 @@ def _summarise(config: EvalConfig, results: list[QuestionResult], unpriced: bool
         grader_tokens=sum((r.grader_usage or {}).get("total_tokens") or 0 for r in results),
         grader_cost=sum((r.grader_usage or {}).get("cost") or 0.0 for r in results),
         fusion_stats=fusion_stats,
+        ci_low=ci_low,
+        ci_high=ci_high,
     )
+
+
+def _fingerprint(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _question_fingerprint(question: Question) -> str:
+    return _fingerprint([question.question, question.answer, question.grader, question.pattern, question.tolerance])
+
+
+def load_results_log(
+    path: str | os.PathLike[str], configs: Sequence[EvalConfig], questions: Sequence[Question]
+) -> dict[tuple[str, str], tuple[QuestionResult, bool]]:
+    """The results of an earlier run that still apply: (configuration, question id) → (result, unpriced).
+
+    A line counts only when its configuration (as described, keys redacted) and its question (text, answer,
+    grader) are unchanged, so editing either asks again. A torn last line (the run was killed mid-write) is
+    skipped.
+    """
+    file = os.fspath(path)
+    if not os.path.exists(file):
+        return {}
+    wanted_configs = {c.name: _fingerprint(c.describe()) for c in configs}
+    wanted_questions = {q.id: _question_fingerprint(q) for q in questions}
+    done: dict[tuple[str, str], tuple[QuestionResult, bool]] = {}
+    with open(file, encoding="utf-8") as lines:
+        for line in lines:
+            try:
+                entry = json.loads(line)
+                result = QuestionResult(**entry["result"])
+            except (ValueError, TypeError, KeyError):
+                continue
+            if wanted_configs.get(result.config) == entry.get("config_fingerprint") and wanted_questions.get(result.id) == entry.get(
+                "question_fingerprint"
+            ):
+                done[(result.config, result.id)] = (result, bool(entry.get("unpriced")))
+    return done
+
+
+def _append(path: str | os.PathLike[str], config: EvalConfig, question: Question, result: QuestionResult, unpriced: bool) -> None:
+    entry = {
+        "config_fingerprint": _fingerprint(config.describe()),
+        "question_fingerprint": _question_fingerprint(question),
+        "unpriced": unpriced,
+        "result": asdict(result),
+    }
+    # One write of one line, flushed at once: a kill loses at most the line being written.
+    with open(path, "a", encoding="utf-8") as log:
+        log.write(json.dumps(entry, default=str) + "\n")
+
+
+def _compare(summaries: list[ConfigSummary], results: list[QuestionResult], best: str | None) -> None:
+    """Each fusion against the best solo configuration, question by question."""
+    if best is None:
+        return
+    by_config: dict[str, dict[str, bool]] = {}
+    for r in results:
+        by_config.setdefault(r.config, {})[r.id] = r.correct
+    for s in summaries:
+        if s.kind == "fusion":
+            s.vs_best_solo = asdict(stats.paired(s.name, best, by_config.get(s.name, {}), by_config.get(best, {})))
 
 
 async def arun_eval(
@@ -371,6 +475,7 @@ async def arun_eval(
     timeout: float | None = None,
     grader: Any = None,
     on_result: Callable[[QuestionResult], None] | None = None,
+    results_log: str | os.PathLike[str] | None = None,
 ) -> EvalReport:
     """Async :func:`run_eval`."""
     if concurrency < 1:
@@ -392,25 +497,33 @@ async def arun_eval(
 
         register()
     started_at, started = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
+    done = load_results_log(results_log, parsed, questions) if results_log is not None else {}
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(question: Question, config: EvalConfig) -> tuple[QuestionResult, bool]:
+        async with slots:
+            outcome = await _ask(config, question, timeout=per_call, grader=grader_config)
+        if results_log is not None:
+            _append(results_log, config, question, *outcome)
+        if on_result is not None:
+            on_result(outcome[0])
+        return outcome
+
+    # Question-major order: the semaphore admits waiters first come, first served, so a run cut short has
+    # the same questions answered by every configuration.
+    pending = [(q, c) for q in questions for c in parsed if (c.name, q.id) not in done]
+    finished = await asyncio.gather(*(one(q, c) for q, c in pending))
+    outcomes = {**done, **{(r.config, r.id): (r, u) for r, u in finished}}
     results: list[QuestionResult] = []
     summaries: list[ConfigSummary] = []
     for config in parsed:
-        slots = asyncio.Semaphore(concurrency)
-
-        async def one(question: Question, config: EvalConfig = config, slots: asyncio.Semaphore = slots) -> tuple[QuestionResult, bool]:
-            async with slots:
-                outcome = await _ask(config, question, timeout=per_call, grader=grader_config)
-            if on_result is not None:
-                on_result(outcome[0])
-            return outcome
-
-        outcomes = await asyncio.gather(*(one(q) for q in questions))
-        config_results = [r for r, _ in outcomes]
+        mine = [outcomes[(config.name, q.id)] for q in questions]
+        config_results = [r for r, _ in mine]
         results.extend(config_results)
-        summaries.append(_summarise(config, config_results, any(u for _, u in outcomes)))
+        summaries.append(_summarise(config, config_results, any(u for _, u in mine)))
     import litellm
 
-    return EvalReport(
+    report = EvalReport(
         questions_path=source,
         n_questions=len(questions),
         configs=[c.describe() for c in parsed],
@@ -422,7 +535,10 @@ async def arun_eval(
         duration_s=round(time.perf_counter() - started, 3),
         grader=grader_config.describe() if grader_config else None,
         meta={"litellm_version": getattr(litellm, "version", None) or _litellm_version()},
+        resumed=len(done),
     )
+    _compare(summaries, results, report.best_solo)
+    return report
 
 
 def _litellm_version() -> str | None:
@@ -443,6 +559,7 @@ def run_eval(
     timeout: float | None = None,
     grader: Any = None,
     on_result: Callable[[QuestionResult], None] | None = None,
+    results_log: str | os.PathLike[str] | None = None,
 ) -> EvalReport:
     """Run every question of a JSONL file through each configuration, grade it, and summarise.
 
@@ -452,11 +569,13 @@ def run_eval(
         configs: a mapping of name -> configuration, or a list of configurations (dicts with an optional
             ``name``, or :class:`EvalConfig`): ``{"model": "fusion/<preset>", "fusion": {...}}`` or a
             solo member dict (``model``, ``api_base``, ``api_key``, ``temperature``, ...).
-        concurrency: questions in flight per configuration (configurations run one after another).
+        concurrency: calls in flight (questions are taken in order, each through every configuration).
         limit: only the first ``limit`` questions.
         timeout: seconds per call (default 300); a configuration's own ``timeout`` wins.
         grader: the solo model that grades ``grader: judge`` questions (PASS/FAIL).
         on_result: called with each :class:`QuestionResult` as it is graded (progress).
+        results_log: a JSONL file each result is appended to as it finishes; results already in it (same
+            configuration, same question) are reused, so a stopped run resumes (see :func:`load_results_log`).
 
     A synchronous call; inside an event loop use ``await arun_eval(...)``.
     """
@@ -469,5 +588,14 @@ def run_eval(
     from ..provider import _SYNC  # LiteLLM's async clients are cached per loop: reuse the one long-lived loop
 
     return _SYNC.run(
-        arun_eval(questions_path, configs, concurrency=concurrency, limit=limit, timeout=timeout, grader=grader, on_result=on_result)
+        arun_eval(
+            questions_path,
+            configs,
+            concurrency=concurrency,
+            limit=limit,
+            timeout=timeout,
+            grader=grader,
+            on_result=on_result,
+            results_log=results_log,
+        )
     )

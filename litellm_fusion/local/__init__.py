@@ -139,7 +139,7 @@ def local_preset(base_url: str | None = None) -> dict[str, Any]:
     The preset waits for every member (no straggler cut-off): on llama-server the members decode in
     parallel on the same cores, so the last to finish is the 1.5B, the strongest member, not a stuck
     provider, and it has the CPU to itself by then; on the fallback server the panel queues, so a cut-off
-    would drop whoever was served last. Each call's completion is capped at 512 tokens.
+    would drop whoever was served last. Each call's completion is capped at 512 tokens, the judge's at 1024.
     """
     return {
         "panel": [
@@ -147,7 +147,8 @@ def local_preset(base_url: str | None = None) -> dict[str, Any]:
             local_member(SMALL, base_url, temperature=0.8),
             local_member(LARGE, base_url, temperature=0.5),
         ],
-        "judge": local_member(LARGE, base_url),
+        # The judge writes a check of every answer before its analysis: 512 tokens would cut its JSON short.
+        "judge": local_member(LARGE, base_url, max_tokens=1024),
         "synthesizer": local_member(LARGE, base_url),
         "straggler_grace": None,
         "max_completion_tokens": 512,
