@@ -173,9 +173,10 @@ class FusionSpec(BaseModel):
         "claims are counted, and the synthesizer is told to keep a majority unless the judge found an error in each of its "
         "answers and checked a minority one); `off` (the judge's free analysis only; the synthesizer works it out from that).",
     )
-    short_circuit: Literal["off", "exact", "judge"] = Field(
+    short_circuit: Literal["off", "exact", "vote", "judge"] = Field(
         "off",
         description="Skip paid stages when the panel agrees: `exact` (normalised answers identical: no judge, no synthesizer), "
+        "`vote` (every answer states the same final claim on its `Answer:` line: no judge, no synthesizer), "
         "`judge` (also when the judge finds full consensus and no contradictions: no synthesizer).",
     )
     max_cost: float | None = Field(

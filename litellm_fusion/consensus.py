@@ -6,7 +6,9 @@ import re
 import unicodedata
 from typing import Any
 
-__all__ = ["normalise_answer", "agreed_answer", "judge_found_full_consensus", "SHORT_CIRCUIT_BLOCKERS"]
+from .vote import claim_key, final_claim
+
+__all__ = ["normalise_answer", "agreed_answer", "agreed_claim", "judge_found_full_consensus", "SHORT_CIRCUIT_BLOCKERS"]
 
 SHORT_CIRCUIT_BLOCKERS = frozenset({"tools", "tool_choice", "functions", "function_call", "response_format", "n"})
 """Client parameters the panel never saw: with any of them, only the synthesizer can answer."""
@@ -26,6 +28,17 @@ def agreed_answer(answers: list[str]) -> str | None:
         return None
     first = normalise_answer(answers[0])
     return answers[0] if first and all(normalise_answer(a) == first for a in answers[1:]) else None
+
+
+def agreed_claim(answers: list[str]) -> str | None:
+    """The first answer when there are at least two and each states the same final claim on its ``Answer:``
+    line (``$57.24`` and ``57.240`` agree), else None: a unanimous vote, which a judge could only confirm."""
+    if len(answers) < 2:
+        return None
+    claims = [final_claim(a) for a in answers]
+    if any(c is None for c in claims):
+        return None
+    return answers[0] if len({claim_key(c) for c in claims if c is not None}) == 1 else None
 
 
 def judge_found_full_consensus(analysis: dict[str, Any] | None) -> bool:

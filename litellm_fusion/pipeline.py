@@ -23,7 +23,7 @@ from litellm.types.utils import Delta, ModelResponseStream, StreamingChoices
 
 from . import prompts
 from .config import FusionSpec, MemberSpec
-from .consensus import SHORT_CIRCUIT_BLOCKERS, agreed_answer, judge_found_full_consensus
+from .consensus import SHORT_CIRCUIT_BLOCKERS, agreed_answer, agreed_claim, judge_found_full_consensus
 from .errors import FusionTimeoutError, PanelFailedError, SynthesisFailedError
 from .invocation import Decision, always_trace, decide, effective_mode, focused_messages, stream_decision
 from .judge import JudgeOutcome, analyse
@@ -195,10 +195,11 @@ async def _panel_and_judge(run: _Run) -> None:
     run.letters = {index: string.ascii_uppercase[n] for n, index in enumerate(order)}
     may_short_circuit = spec.short_circuit != "off" and not (SHORT_CIRCUIT_BLOCKERS & run.request.final_params.keys())
     if may_short_circuit:
-        run.agreed = agreed_answer([o.content or "" for o in answered])
+        texts = [o.content or "" for o in answered]
+        run.agreed = agreed_claim(texts) if spec.short_circuit == "vote" else agreed_answer(texts)
         if run.agreed is not None:
-            run.short_circuit = "exact"
-            run.progress.emit(PanelAgreed, how="exact")
+            run.short_circuit = "vote" if spec.short_circuit == "vote" else "exact"
+            run.progress.emit(PanelAgreed, how=run.short_circuit)
             return
     run.judge_started_ms = run.ledger.offset_ms()
     run.progress.emit(JudgeStarted, model=spec.judge.model, answers=len(answered))

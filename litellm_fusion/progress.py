@@ -145,7 +145,7 @@ class PanelAgreed(ProgressEvent):
     """The panel's answers agreed, so the later stages are skipped (``short_circuit``)."""
 
     how: str
-    """``exact`` (identical answers: no judge, no synthesizer) or ``judge`` (full consensus: no synthesizer)."""
+    """``exact`` (identical answers) or ``vote`` (one final claim): no judge, no synthesizer; ``judge`` (full consensus): no synthesizer."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -196,3 +196,22 @@ async def test_aggregation_off_leaves_the_vote_out_of_the_brief_and_says_so_in_t
     assert result.trace["aggregation"] == {"mechanism": "off"}
     brief = next(c for c in seam.calls if c["model"] == "openai/writer")["messages"][0]["content"]
     assert "<<<VOTE" not in brief and "<<<ANALYSIS" in brief
+
+
+def test_agreed_claim_needs_every_answer_to_state_the_same_claim():
+    from litellm_fusion.consensus import agreed_claim
+
+    assert agreed_claim(["long work\nAnswer: $57.24", "other work\nAnswer: 57.240"]) == "long work\nAnswer: $57.24"
+    assert agreed_claim(["Answer: 57.24", "Answer: 57.25"]) is None
+    assert agreed_claim(["Answer: 57.24", "it is 57.24"]) is None, "an answer without a claim is no vote"
+    assert agreed_claim(["Answer: 1"]) is None
+
+
+async def test_short_circuit_vote_skips_judge_and_synthesizer_only_when_the_vote_is_unanimous():
+    seam = panel_fake(json.dumps(EMPTY))
+    seam.script["openai/c"] = Reply("other work\nAnswer: 41.0")
+    result = await run_fusion(request(short_circuit="vote"), complete=seam)
+    assert result.trace["short_circuit"] == "vote" and result.trace["judge"] is None and result.trace["synthesizer"] is None
+    assert seam.models_called().count("openai/judge") == 0 and result.response.choices[0].message.content.endswith("41")
+    split = await run_fusion(request(short_circuit="vote"), complete=panel_fake(judging({"41": "unsure", "42": "unsure"})))
+    assert split.trace["short_circuit"] is None and split.trace["aggregation"]["recommendation"] == "trust_majority"
