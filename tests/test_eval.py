@@ -574,6 +574,9 @@ def test_eval_command_resumes_where_it_stopped(tmp_path: Path, questions_file: P
     assert eval_cli.main([str(questions_file), "--config", configs, "--out", str(out), "--limit", "3", "--meta", "server=scripted"]) == 0
     first_calls = cli_server.stats()["total"]
     assert first_calls == 3 * (1 + 5)  # 3 questions: one solo call and five fusion calls each
+    assert eval_cli.main([str(questions_file), "--config", configs, "--out", str(out), "--report-only"]) == 0
+    assert cli_server.stats()["total"] == first_calls, "--report-only asks nothing"
+    assert json.loads((out / "results.json").read_text())["n_questions"] == 3  # the questions both configurations answered
     capsys.readouterr()
     assert eval_cli.main([str(questions_file), "--config", configs, "--out", str(out), "--meta", "server=scripted"]) == 0
     captured = capsys.readouterr()
@@ -581,6 +584,12 @@ def test_eval_command_resumes_where_it_stopped(tmp_path: Path, questions_file: P
     assert cli_server.stats()["total"] - first_calls == 5 * (1 + 5), "only the questions not yet answered are asked"
     assert json.loads((out / "results.json").read_text())["meta"]["server"] == "scripted"
     _check_outputs(out, captured.out, plot=False)
+    # --report-only asks nothing and reports the questions every configuration answered.
+    (out / "results.json").unlink()
+    before = cli_server.stats()["total"]
+    assert eval_cli.main([str(questions_file), "--config", configs, "--out", str(out), "--report-only"]) == 0
+    assert cli_server.stats()["total"] == before and json.loads((out / "results.json").read_text())["n_questions"] == 8
+    assert "resuming: 16 of 16" in capsys.readouterr().err
     # --fresh starts over.
     assert eval_cli.main([str(questions_file), "--config", configs, "--out", str(out), "--limit", "1", "--fresh"]) == 0
     assert "results appended to" in capsys.readouterr().err

@@ -36,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "and plot.png (default: eval-results)",
     )
     parser.add_argument("--fresh", action="store_true", help="start over: remove OUT/results.jsonl instead of resuming from it")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="ask nothing: write the tables from OUT/results.jsonl, over the questions every configuration has answered",
+    )
     parser.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="a note kept in results.json, e.g. server=llama-server")
     parser.add_argument("--concurrency", type=int, help="calls in flight, questions taken in order (default: the file's, else 2)")
     parser.add_argument("--only", help="comma-separated configuration names to run (default: all)")
@@ -113,7 +118,14 @@ def eval_command(args: argparse.Namespace) -> int:
     if args.fresh and log.exists():
         log.unlink()
     log.parent.mkdir(parents=True, exist_ok=True)
-    resumed = len(load_results_log(log, configs, questions))
+    done = load_results_log(log, configs, questions)
+    if args.report_only:
+        # Only questions every configuration answered, so the comparisons stay paired.
+        questions = [q for q in questions if all((c.name, q.id) in done for c in configs)]
+        if not questions:
+            print(f"error: --report-only: no question has results from every configuration in {log}", file=sys.stderr)
+            return 2
+    resumed = sum(1 for q in questions for c in configs if (c.name, q.id) in done)
     total = len(questions) * len(configs)
     print(
         f"eval: {len(questions)} questions from {questions_file} x {len(configs)} configurations "
