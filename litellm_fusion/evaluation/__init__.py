@@ -10,11 +10,12 @@
         concurrency=2,
         limit=10,
     )
-    print(report.markdown())                            # accuracy, n, tokens, cost, p50 latency, errors
+    print(report.markdown())                            # accuracy [95% CI], n, oracle, vote, paired, tokens, ...
     report.summary("budget").accuracy, report.results_for("solo")[0].answer
 
 Modules: ``graders`` (exact, numeric, regex, judge), ``configs`` (configurations and their YAML file),
-``runner`` (``run_eval``), ``report`` (table, JSON, plot), ``cli`` (the command). Names are imported
+``runner`` (``run_eval``, the resumable results log), ``stats`` (Wilson intervals, exact McNemar, the
+panel's vote), ``report`` (tables, JSON, plot), ``cli`` (the command). Names are imported
 lazily, so ``python -m litellm_fusion.evaluation`` can choose LiteLLM's settings before LiteLLM loads.
 """
 
@@ -36,7 +37,10 @@ _EXPORTS = {
     "grade_numeric": "graders",
     "grade_regex": "graders",
     "parse_verdict": "graders",
+    "Column": "report",
+    "COLUMNS": "report",
     "PlotUnavailable": "report",
+    "markdown_report": "report",
     "markdown_table": "report",
     "plot": "report",
     "write_outputs": "report",
@@ -46,6 +50,11 @@ _EXPORTS = {
     "QuestionResult": "runner",
     "arun_eval": "runner",
     "load_questions": "runner",
+    "load_results_log": "runner",
+    "Paired": "stats",
+    "mcnemar_exact": "stats",
+    "panel_vote": "stats",
+    "wilson": "stats",
     "run_eval": "runner",
     "eval_command": "cli",
 }
