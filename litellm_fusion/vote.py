@@ -13,9 +13,9 @@ when a checked minority may overturn it:
 - ``no_majority``: no majority and no single checked claim: the synthesizer weighs the analysis;
 - ``recheck``: the judge rejected the majority and accepted nothing else: the synthesizer works it out.
 
-A final claim is read from the answer's own text first (the line after its last ``Answer:`` marker), and
-from the judge's record only when the answer has no marker: the vote must count what the panel said, not
-what the judge thought it said.
+A final claim is read from the answer's own text first (the line after its last ``Answer:`` marker, else
+its last ``\\boxed{...}``, the convention math-tuned models use), and from the judge's record only when the
+answer has neither: the vote must count what the panel said, not what the judge thought it said.
 """
 
 from __future__ import annotations
@@ -35,18 +35,23 @@ Recommendation = Literal["trust_majority", "checked_minority", "checked_answer",
 # "Answer:", "**Answer:**", "Final answer:"; the last one in the text counts (as the eval's graders read it).
 _MARKER = re.compile(r"(?i)\banswer\b[*_\s]*[:：]")
 _NUMBER = re.compile(r"[-−]?\$?\s?\d[\d,]*(?:\.\d+)?(?:\s?/\s?\d+)?")
+_BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
 _NOISE = re.compile(r"[*_`\"'“”‘’]|[\s.!。,;:]+$")
 
 
 def final_claim(text: str) -> str | None:
-    """The first non-empty line after the answer's last ``Answer:`` marker, or None when it has no marker."""
+    """The first non-empty line after the answer's last ``Answer:`` marker, else the content of its last
+    ``\\boxed{...}``, else None."""
     markers = list(_MARKER.finditer(text or ""))
-    if not markers:
-        return None
-    for line in text[markers[-1].end() :].splitlines():
-        cleaned = _NOISE.sub("", line).strip()
-        if cleaned:
-            return cleaned[:200]
+    if markers:
+        for line in text[markers[-1].end() :].splitlines():
+            cleaned = _NOISE.sub("", line).strip()
+            if cleaned:
+                return cleaned[:200]
+    boxed = _BOXED.findall(text or "")
+    if boxed:
+        cleaned = _NOISE.sub("", boxed[-1].replace("\\$", "$")).strip()
+        return cleaned[:200] or None
     return None
 
 

@@ -26,6 +26,9 @@ EMPTY = {"consensus": [], "contradictions": [], "partial_coverage": [], "unique_
 def test_final_claim_is_the_line_after_the_last_marker():
     assert final_claim("Answer: 3 is a guess\nso...\n**Final answer:** $57.24.") == "$57.24"
     assert final_claim("no marker at all, 57") is None
+    assert final_claim("so the total is \\(\\boxed{57.24}\\).") == "57.24"
+    assert final_claim("first \\boxed{3} then \\boxed{\\frac{1}{2}}") == "\\frac{1}{2}"
+    assert final_claim("\\boxed{7}\nAnswer: 8") == "8", "an Answer: line wins over a box"
 
 
 @pytest.mark.parametrize(("a", "b"), [("$57.24", "57.240"), ("80", "80.0 km/h"), ("1,234.5", "1234.50"), ("Tuesday", "**tuesday**")])
