@@ -535,7 +535,7 @@ def _check_outputs(out: Path, stdout: str, *, plot: bool = True) -> None:
     assert "Paired baseline (W/L/T: questions the fusion won, lost, tied against it): solo mini." in stdout
     outcome_header = next(line for line in lines if line.startswith("| fusion | kept a right majority"))
     outcome_row = lines[lines.index(outcome_header) + 2]
-    assert outcome_row == "| fusion trio | 2 | 0 | 4 | 0 | 2 | 0 |"
+    assert outcome_row == "| fusion trio | 2 | 0 | 4 | 0 | 2 | 0 | 0 | 0 |"
     assert (out / "table.md").read_text(encoding="utf-8") == stdout
     data = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert [s["name"] for s in data["summaries"]] == ["solo mini", "fusion trio"]

@@ -93,6 +93,8 @@ OUTCOME_COLUMNS: list[Column] = [
     Column("missed a right minority", _outcome("missed_right_minority")),
     Column("right when no member was", _outcome("right_when_none_were")),
     Column("wrong, no member right", _outcome("wrong_when_none_were")),
+    Column("short-circuited (judge skipped)", lambda s: str((s.fusion_stats or {}).get("short_circuit", 0))),
+    Column("judge failed", lambda s: str((s.fusion_stats or {}).get("judge_failed", 0))),
 ]
 """What each fusion did with its panel's answers, question by question (see ``stats.fusion_outcome``)."""
 
