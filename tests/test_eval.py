@@ -286,6 +286,12 @@ def test_shipped_local_config(monkeypatch) -> None:
     assert {m["api_base"] for m in moved[6].fusion["panel"]} == {"http://10.0.0.5:9000/v1"}
 
 
+def test_a_directory_named_like_a_shipped_set_does_not_hide_it(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "arithmetic").mkdir()  # e.g. the --out directory of an earlier run
+    assert len(load_questions("arithmetic", limit=2)) == 2
+
+
 def test_load_questions_validates(tmp_path: Path) -> None:
     def bad(record: dict[str, Any], match: str) -> None:
         with pytest.raises(ConfigError, match=match):

@@ -259,7 +259,7 @@ def parse_configs(configs: Mapping[str, Any] | Iterable[Any]) -> list[EvalConfig
 def resolve_data_path(value: str | os.PathLike[str], suffixes: tuple[str, ...]) -> Path:
     """A path as given, else a file shipped in ``litellm_fusion/data`` (``arithmetic`` -> ``arithmetic.jsonl``)."""
     path = Path(value)
-    if path.exists():
+    if path.is_file():  # not a directory: `--out arithmetic` must not hide the shipped `arithmetic` set
         return path
     if path.parent == Path("."):
         for candidate in [DATA_DIR / path.name, *(DATA_DIR / f"{path.name}{s}" for s in suffixes)]:
