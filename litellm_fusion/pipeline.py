@@ -15,7 +15,7 @@ import random
 import string
 import time
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import litellm
@@ -46,6 +46,7 @@ from .progress import (
 )
 from .synthesis import stream_synthesis, synthesis_messages, synthesize
 from .usage import CallRecord, UsageLedger, call_trace
+from .vote import count_vote
 from .web.member import WebAnswer, answer_with_web
 from .web.search import SearchFn
 from .web.tools import FetcherFactory, default_fetcher
@@ -559,6 +560,13 @@ def _judge_trace(run: _Run) -> dict[str, Any] | None:
     }
 
 
+def _aggregation_trace(run: _Run) -> dict[str, Any] | None:
+    if run.judge is not None:
+        return run.judge.vote_trace(run.names())
+    # A unanimous vote short-circuited the judge: the trace still shows the vote that decided.
+    return count_vote(run.answers()).as_dict(run.names()) if run.short_circuit == "vote" else None
+
+
 def build_trace(run: _Run) -> dict[str, Any]:
     """The caller-visible record of the run so far (shape documented in the README)."""
     panel = [
@@ -572,13 +580,13 @@ def build_trace(run: _Run) -> dict[str, Any]:
         "panel": panel,
         "letters": run.names(),
         "analysis": run.judge.analysis if run.judge else None,
-        "aggregation": run.judge.vote_trace(run.names()) if run.judge else None,
+        "aggregation": _aggregation_trace(run),
         "judge": _judge_trace(run),
         "judge_failed": judge_failed,
         "synthesizer": run.synthesizer,
         "usage": run.ledger.usage_dict(),
         # Every nested call in order (judge repairs and writer fallbacks included), for audits and the eval.
-        "calls": [{**asdict(r), "latency_ms": round(r.latency_ms, 1)} for r in run.ledger.records],
+        "calls": [call_trace(r) for r in run.ledger.records],
         "cost": run.ledger.cost,
         "unpriced_models": run.ledger.unpriced_models,
         "latency_ms": round((time.perf_counter() - run.started) * 1000, 1),
