@@ -103,6 +103,7 @@ def preset(base_url: str) -> dict[str, Any]:
     spec = local.local_preset(base_url)
     spec["max_completion_tokens"] = MAX_TOKENS
     spec["judge"]["max_tokens"] = JUDGE_MAX_TOKENS
+    spec["short_circuit"] = "off"  # these tests check every stage; a unanimous vote would skip the judge
     return spec
 
 
