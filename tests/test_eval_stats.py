@@ -96,3 +96,18 @@ async def test_a_torn_last_line_and_a_changed_configuration_are_asked_again(tmp_
         changed = {"a": {**config["a"], "temperature": 0.5}}
         report = await arun_eval(questions, changed, concurrency=1, results_log=log)
         assert report.resumed == 0 and server.stats()["total"] == 5
+
+
+async def test_retry_errors_asks_failed_calls_again(tmp_path: Path, fusion_registered):
+    log = tmp_path / "results.jsonl"
+    questions = [Question(id="q1", question="Question 1", answer=1)]
+    with ScriptedServer({"a": [Script(status=500, error_message="down"), Script(text="Answer: 1")]}) as server:
+        config = {"a": {"model": "openai/a", "api_base": server.base_url, "api_key": "sk-x"}}
+        first = await arun_eval(questions, config, concurrency=1, results_log=log)
+        assert first.summary("a").errors == 1
+        kept = await arun_eval(questions, config, concurrency=1, results_log=log)
+        assert kept.resumed == 1 and server.stats()["total"] == 1, "without the flag a failed call is a result"
+        retried = await arun_eval(questions, config, concurrency=1, results_log=log, retry_errors=True)
+        assert retried.resumed == 0 and retried.summary("a").correct == 1 and server.stats()["total"] == 2
+        again = await arun_eval(questions, config, concurrency=1, results_log=log, retry_errors=True)
+        assert again.resumed == 1 and again.summary("a").correct == 1, "the later line replaces the failed one"

@@ -37,6 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     parser.add_argument("--fresh", action="store_true", help="start over: remove OUT/results.jsonl instead of resuming from it")
     parser.add_argument(
+        "--retry-errors",
+        action="store_true",
+        help="when resuming, ask again the questions whose call failed (a connection error or a timeout; no answer was graded)",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="ask nothing: write the tables from OUT/results.jsonl, over the questions every configuration has answered",
@@ -118,7 +123,7 @@ def eval_command(args: argparse.Namespace) -> int:
     if args.fresh and log.exists():
         log.unlink()
     log.parent.mkdir(parents=True, exist_ok=True)
-    done = load_results_log(log, configs, questions)
+    done = load_results_log(log, configs, questions, retry_errors=args.retry_errors)
     if args.report_only:
         # Only questions every configuration answered, so the comparisons stay paired.
         questions = [q for q in questions if all((c.name, q.id) in done for c in configs)]
@@ -142,6 +147,7 @@ def eval_command(args: argparse.Namespace) -> int:
             grader=settings.grader,
             on_result=_progress(total - resumed),
             results_log=log,
+            retry_errors=args.retry_errors,
         )
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -414,13 +414,14 @@ def _question_fingerprint(question: Question) -> str:
 
 
 def load_results_log(
-    path: str | os.PathLike[str], configs: Sequence[EvalConfig], questions: Sequence[Question]
+    path: str | os.PathLike[str], configs: Sequence[EvalConfig], questions: Sequence[Question], *, retry_errors: bool = False
 ) -> dict[tuple[str, str], tuple[QuestionResult, bool]]:
     """The results of an earlier run that still apply: (configuration, question id) → (result, unpriced).
 
     A line counts only when its configuration (as described, keys redacted) and its question (text, answer,
     grader) are unchanged, so editing either asks again. A torn last line (the run was killed mid-write) is
-    skipped.
+    skipped. With ``retry_errors``, results whose call failed (a connection error, a timeout: no answer to
+    grade) are left out, so they are asked again; a later line for the same pair replaces an earlier one.
     """
     file = os.fspath(path)
     if not os.path.exists(file):
@@ -438,6 +439,9 @@ def load_results_log(
             if wanted_configs.get(result.config) == entry.get("config_fingerprint") and wanted_questions.get(result.id) == entry.get(
                 "question_fingerprint"
             ):
+                if retry_errors and (result.error or {}).get("stage") == "call":
+                    done.pop((result.config, result.id), None)
+                    continue
                 done[(result.config, result.id)] = (result, bool(entry.get("unpriced")))
     return done
 
@@ -476,6 +480,7 @@ async def arun_eval(
     grader: Any = None,
     on_result: Callable[[QuestionResult], None] | None = None,
     results_log: str | os.PathLike[str] | None = None,
+    retry_errors: bool = False,
 ) -> EvalReport:
     """Async :func:`run_eval`."""
     if concurrency < 1:
@@ -497,7 +502,7 @@ async def arun_eval(
 
         register()
     started_at, started = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
-    done = load_results_log(results_log, parsed, questions) if results_log is not None else {}
+    done = load_results_log(results_log, parsed, questions, retry_errors=retry_errors) if results_log is not None else {}
     slots = asyncio.Semaphore(concurrency)
 
     async def one(question: Question, config: EvalConfig) -> tuple[QuestionResult, bool]:
@@ -560,6 +565,7 @@ def run_eval(
     grader: Any = None,
     on_result: Callable[[QuestionResult], None] | None = None,
     results_log: str | os.PathLike[str] | None = None,
+    retry_errors: bool = False,
 ) -> EvalReport:
     """Run every question of a JSONL file through each configuration, grade it, and summarise.
 
@@ -576,6 +582,7 @@ def run_eval(
         on_result: called with each :class:`QuestionResult` as it is graded (progress).
         results_log: a JSONL file each result is appended to as it finishes; results already in it (same
             configuration, same question) are reused, so a stopped run resumes (see :func:`load_results_log`).
+        retry_errors: with ``results_log``, ask again the questions whose call failed there.
 
     A synchronous call; inside an event loop use ``await arun_eval(...)``.
     """
@@ -597,5 +604,6 @@ def run_eval(
             grader=grader,
             on_result=on_result,
             results_log=results_log,
+            retry_errors=retry_errors,
         )
     )
