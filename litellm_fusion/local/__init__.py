@@ -149,7 +149,9 @@ def local_preset(base_url: str | None = None) -> dict[str, Any]:
         ],
         # The judge writes a check of every answer before its analysis: 512 tokens would cut its JSON short.
         "judge": local_member(LARGE, base_url, max_tokens=1024),
-        "synthesizer": local_member(LARGE, base_url),
+        # It rewrites a whole derivation: at the members' 512 tokens it was cut off before its final line.
+        # Temperature 0 unless the caller sends one (a client's temperature goes to the synthesizer).
+        "synthesizer": local_member(LARGE, base_url, max_tokens=1024, temperature=0),
         "straggler_grace": None,
         # On a CPU the judge and the synthesizer cost minutes; a unanimous vote is returned as it stands.
         "short_circuit": "vote",
