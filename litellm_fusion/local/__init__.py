@@ -153,6 +153,9 @@ def local_preset(base_url: str | None = None) -> dict[str, Any]:
         # Temperature 0 unless the caller sends one (a client's temperature goes to the synthesizer).
         "synthesizer": local_member(LARGE, base_url, max_tokens=1024, temperature=0),
         "straggler_grace": None,
+        # llama.cpp's server drops idle keep-alive connections: a call on a stale pooled one fails at once
+        # with a connection error (seen on llama-server under load); one retry opens a fresh connection.
+        "num_retries": 1,
         # On a CPU the judge and the synthesizer cost minutes; a unanimous vote is returned as it stands.
         "short_circuit": "vote",
         "max_completion_tokens": 512,
