@@ -21,18 +21,18 @@ import litellm
 
 from .config import FusionSpec, MemberSpec
 from .errors import FusionConfigError
-from .prompts import JUDGE_SYSTEM, JUDGE_VOTE_KEY, SYNTHESIZER_SYSTEM, SYNTHESIZER_VOTE_SYSTEM, VOTE_GUIDANCE
+from .prompts import JUDGE_SYSTEM, SYNTHESIZER_SYSTEM
 from .web.loop import WEB_NOTE
 from .web.native import FETCH_MAX_CONTENT_TOKENS, native_plan
 from .web.tools import WEB_FETCH_TOOL, WEB_SEARCH_TOOL
 
 __all__ = ["prompt_chars", "check_prompt_size", "estimate_max_cost", "check_cost_cap"]
 
-# Prompt-template overhead in tokens, rounded up from the prompts' length (~4 characters a token); the vote
-# adds its key to the judge's prompt and, to the synthesizer's, one line per claim (at most 200 characters
-# each, 8 members) and the longest recommendation.
-_VOTE_CHARS = len(JUDGE_VOTE_KEY) + max(len(SYNTHESIZER_VOTE_SYSTEM) - len(SYNTHESIZER_SYSTEM), 0) + 8 * 240 + max(map(len, VOTE_GUIDANCE.values()))
-_TEMPLATE_TOKENS = (len(JUDGE_SYSTEM) + len(SYNTHESIZER_SYSTEM) + _VOTE_CHARS) // 4 + 200
+# Prompt-template overhead in tokens, rounded up from the prompts' length (~4 characters a token). Every call
+# is charged both prompts, which also covers the vote's key in the judge's prompt and its recommendation in
+# the synthesizer's; what grows with the panel is the vote's line per claim (up to 200 characters of it).
+_TEMPLATE_TOKENS = (len(JUDGE_SYSTEM) + len(SYNTHESIZER_SYSTEM)) // 4 + 200
+_VOTE_LINE_TOKENS = 60
 # What a web member's every call adds: the web note and the two tool schemas.
 _WEB_OVERHEAD_TOKENS = (len(WEB_NOTE) + len(str(WEB_SEARCH_TOOL)) + len(str(WEB_FETCH_TOOL))) // 2 + 100
 # One client-loop tool message around its payload (the untrusted-data note, the call id, JSON keys).
@@ -205,7 +205,8 @@ def estimate_max_cost(
     for writer in writers:
         cap = _cap(writer, spec, "fusion.synthesizer")
         price_in, price_out = _prices(writer, aliases)
-        total += (prompt + answers + judge_cap + _TEMPLATE_TOKENS) * price_in + cap * price_out
+        vote = _VOTE_LINE_TOKENS * len(spec.panel) if spec.aggregation == "vote" else 0
+        total += (prompt + answers + judge_cap + _TEMPLATE_TOKENS + vote) * price_in + cap * price_out
     retries = max([spec.num_retries, *(m.num_retries or 0 for m in [*spec.panel, spec.judge, spec.synthesizer_or_judge])])
     return total * (1 + retries)
 
