@@ -110,7 +110,8 @@ def choose_backend(backend: str | None = None) -> tuple[str, Path | None]:
         raise LocalModelError(
             f"no local server: build llama.cpp's with `{BUILD_HINT}` (or install llama-cpp-python's: `{INSTALL_HINT}`), then `{SETUP_HINT}`"
         )
-    require_llama_cpp()
+    if not llama_cpp_available():
+        require_llama_cpp()  # raises, naming what is missing
     return LLAMA_CPP_PYTHON, None
 
 
