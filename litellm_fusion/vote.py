@@ -55,6 +55,13 @@ def final_claim(text: str) -> str | None:
     return None
 
 
+# Words that may follow (or precede) the one number of a claim without changing what it claims: percent and
+# dollar markers, and a few units. One unit per quantity, so two ignorable words never name different scales
+# of one quantity ("80 km" and "80 miles" keep their units and differ); any other word is part of the claim.
+_IGNORABLE_UNITS = frozenset({"%", "percent", "per cent", "pct", "usd", "dollar", "dollars", "us", "km/h", "kph", "kmh"})
+_LETTER = re.compile(r"[^\W\d_]")
+
+
 def _number_key(text: str) -> str | None:
     numbers = _NUMBER.findall(text)
     if len(numbers) != 1:  # "2024-03-15" or "3 h 20 min" is not one number: compare it as text
@@ -69,15 +76,28 @@ def _number_key(text: str) -> str | None:
         return None
 
 
+def _text_key(text: str) -> str:
+    return " ".join(_NOISE.sub("", text).split())
+
+
 def claim_key(claim: str) -> str:
-    """What two claims must share to count as agreeing: the number, when a short claim holds exactly one (so
-    ``$57.24`` and ``57.240`` agree), else the text modulo case, Unicode form, whitespace and markdown."""
+    """What two claims must share to count as agreeing, modulo case, Unicode form, whitespace and markdown.
+
+    A short claim holding exactly one number is keyed by the number alone when the rest of it is no word or
+    only an ignorable unit (so ``$57.24`` and ``57.240`` agree, and ``80`` and ``80.0 km/h``); else by its
+    text with the number normalised (``March 15`` and ``April 15`` differ, ``3 apples`` and ``3.0 apples``
+    agree)."""
     text = unicodedata.normalize("NFKC", claim).casefold().strip()
     if len(text) <= 40:
+        match = _NUMBER.search(text)
         number = _number_key(text)
-        if number is not None:
-            return number
-    return " ".join(_NOISE.sub("", text).split())
+        if number is not None and match is not None:
+            before, after = text[: match.start()], text[match.end() :]
+            rest = _text_key(f"{before} {after}")
+            if not _LETTER.search(rest) or rest in _IGNORABLE_UNITS:
+                return number
+            return _text_key(f"{before} {number} {after}")
+    return _text_key(text)
 
 
 @dataclass(frozen=True, kw_only=True)

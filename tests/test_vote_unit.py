@@ -41,6 +41,22 @@ def test_different_claims_do_not(a, b):
     assert claim_key(a) != claim_key(b)
 
 
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [("March 15", "April 15"), ("80 km", "80 miles"), ("Tuesday, week 3", "Friday, week 3"), ("3 apples", "3 oranges"), ("x = 5", "y = 5")],
+)
+def test_one_number_with_different_words_is_not_one_claim(a, b):
+    assert claim_key(a) != claim_key(b)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [("50%", "50 percent"), ("57 USD", "$57.00"), ("80 km/h", "80"), ("3 apples", "3.0 Apples."), ("x = 5", "**x = 5.0**"), ("= 12", "12")],
+)
+def test_one_number_with_a_unit_or_the_same_words_is_one_claim(a, b):
+    assert claim_key(a) == claim_key(b)
+
+
 def answers(*claims: str) -> dict[str, str]:
     return {chr(65 + i): f"steps...\nAnswer: {c}" for i, c in enumerate(claims)}
 
