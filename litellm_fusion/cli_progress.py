@@ -65,7 +65,7 @@ class Board:
                     verb = "searching" if event.tool == "web_search" else "reading"
                     row.detail = f"{verb} {p.one_line(event.argument, 50)}"
             case p.PanelAgreed():
-                for key in ("judge", "writer") if event.how == "exact" else ("writer",):
+                for key in ("judge", "writer") if event.how in ("exact", "vote") else ("writer",):
                     self._set(key, "skipped", "the panel agreed")
             case p.JudgeStarted():
                 self._set("judge", "running", f"comparing {event.answers} answers")

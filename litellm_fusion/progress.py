@@ -259,6 +259,7 @@ async def interleaved(work: Awaitable[None], queue: asyncio.Queue[ProgressEvent]
     and waits for it (so its connections are closed on return).
     """
     task = asyncio.ensure_future(work)
+    getter: asyncio.Future[ProgressEvent] | None = None
     try:
         while True:
             getter = asyncio.ensure_future(queue.get())
@@ -272,6 +273,8 @@ async def interleaved(work: Awaitable[None], queue: asyncio.Queue[ProgressEvent]
             yield event
         task.result()
     finally:
+        if getter is not None and not getter.done():
+            getter.cancel()  # a consumer cancelled while waiting must not leave the queue's get() pending
         if not task.done():
             task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -347,7 +350,7 @@ def _lines(event: ProgressEvent) -> list[str]:
             outcome = "" if event.status == "ok" else f" ({event.status}: {one_line(event.error, 80)})"
             return [f"  - {_model(event.model)} {verb} “{one_line(event.argument, 90)}” in {_secs(event.latency_ms)}{outcome}"]
         case PanelAgreed():
-            skipped = "no judge or synthesizer needed" if event.how == "exact" else "no synthesizer needed"
+            skipped = "no judge or synthesizer needed" if event.how in ("exact", "vote") else "no synthesizer needed"
             return [f"The panel agrees ({one_line(event.how, 20)}): {skipped}."]
         case JudgeStarted():
             return [f"Judge {_model(event.model)} is comparing {event.answers} answers…"]

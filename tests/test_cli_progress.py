@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from litellm_fusion import cli
 from litellm_fusion import progress as p
 from litellm_fusion.cli_progress import Board
@@ -105,6 +107,14 @@ def test_board_shows_failures_drops_web_and_short_circuits():
     assert states["panel0"][0] == "running" and states["panel1"] == ("timeout", "0.8 s: Timeout")
     assert states["panel2"] == ("dropped", "cancelled after the quorum")
     assert states["judge"] == ("skipped", "the panel agreed") == states["writer"]
+
+
+@pytest.mark.parametrize(("how", "judge"), [("exact", "skipped"), ("vote", "skipped"), ("judge", "waiting")])
+def test_board_skips_the_judge_when_the_short_circuit_skips_it(how, judge):
+    board = Board()
+    board.apply(p.FusionStarted(at_ms=0, name="x", panel=("a", "b"), judge="j", synthesizer="w", quorum=2))
+    board.apply(p.PanelAgreed(at_ms=10, how=how))
+    assert board.rows["judge"].state == judge and board.rows["writer"].state == "skipped"
 
 
 def test_board_shows_the_writers_decision_with_invocation_auto():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 from fakes import FakeCompletion, Reply, error
 
 from litellm_fusion import progress as p
@@ -122,6 +123,33 @@ def test_one_line_makes_untrusted_text_inert_and_short():
     )
     assert p.one_line("x" * 500, 50) == "x" * 49 + "…"
     assert p.one_line(None) == ""
+
+
+@pytest.mark.parametrize(
+    ("how", "skipped"),
+    [("exact", "no judge or synthesizer needed"), ("vote", "no judge or synthesizer needed"), ("judge", "no synthesizer needed")],
+)
+def test_panel_agreed_says_which_stages_are_skipped(how, skipped):
+    assert p.progress_text(p.PanelAgreed(at_ms=1, how=how)).strip() == f"The panel agrees ({how}): {skipped}."
+
+
+async def test_interleaved_cancelled_while_waiting_leaves_no_pending_get():
+    queue: asyncio.Queue[p.ProgressEvent] = asyncio.Queue()
+
+    async def consume() -> None:
+        async for _ in p.interleaved(asyncio.sleep(10), queue):
+            pass
+
+    consumer = asyncio.create_task(consume())
+    await asyncio.sleep(0.05)
+    consumer.cancel()
+    try:
+        await consumer
+    except asyncio.CancelledError:
+        pass
+    await asyncio.sleep(0)
+    left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+    assert not [t for t in left if "Queue.get" in t.get_coro().__qualname__], left
 
 
 async def test_fusion_done_still_ends_the_stream():
