@@ -278,7 +278,12 @@ class FusionLLM(CustomLLM):
             raise
         finally:
             _INSIDE_FUSION.reset(token)
-        guard.check(result.trace)
+        try:
+            guard.check(result.trace)
+        except FusionError:
+            # Stopped mid-run yet answered (a short-circuit after a stopped member): still charged what it spent.
+            charge_failure(logging_obj, result.trace)
+            raise
         record_spend(litellm_params, result.ledger)
         return fill_response(model_response, result, model, request.spec.expose)
 

@@ -5,7 +5,8 @@ re-pointed, before routing, at the fusion deployment marked ``model_info: {fusio
 ``M`` as its synthesizer (the outer model that decides whether to call the panel). The plugin then reads the
 server tool as on any fusion deployment (``invocation.split_server_tool``): the same client rules and key
 checks apply, and the key must itself be allowed to call the fusion deployment (LiteLLM's
-``can_key_call_model``; LiteLLM's own check ran on ``M`` only, before this hook).
+``can_key_call_resolved_model``: the key's models, its team's, access groups; LiteLLM's own check ran on ``M``
+only, before this hook).
 
 Enable it in the proxy config::
 
@@ -22,6 +23,7 @@ from litellm.integrations.custom_logger import CustomLogger
 from .errors import FusionConfigError
 from .invocation import SERVER_TOOL_TYPE
 from .routing import fusion_model_names, proxy_router
+from .tenancy import check_model_access
 
 __all__ = ["HOST_FLAG", "FusionServerTool", "fusion_server_tool", "host_deployment"]
 
@@ -61,9 +63,9 @@ class FusionServerTool(CustomLogger):
                 f"tools: '{SERVER_TOOL_TYPE}' on the non-fusion model '{model}' needs a fusion deployment marked "
                 f"`model_info: {{{HOST_FLAG}: true}}` on this proxy; none is configured. Call a fusion model instead"
             )
-        from litellm.proxy.auth.auth_checks import can_key_call_model
-
-        await can_key_call_model(model=host, llm_model_list=router.get_model_list(), valid_token=user_api_key_dict, llm_router=router)
+        # The key, its team and their access groups must allow the fusion deployment itself: its configured
+        # members are granted by access to it (tenancy), and LiteLLM checked only the requested model.
+        await check_model_access([(f"tools: '{SERVER_TOOL_TYPE}' (served by the fusion deployment)", host)], user_api_key_dict, router)
         overrides = data.get("fusion")
         if overrides is not None and not isinstance(overrides, dict):
             raise FusionConfigError(f"fusion must be an object (dict), got {type(overrides).__name__}")

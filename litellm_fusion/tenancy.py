@@ -199,7 +199,8 @@ class SpendGuard:
 
     Calls already running finish (cancelling them would not refund them); the next one raises, the member or
     stage fails like any other, and :meth:`check` turns the whole request into the budget error with its trace.
-    A streamed call (the synthesizer's) is the last one, so its cost is not needed to decide.
+    A streamed call is counted when its stream ends. Client-side web searches do not pass through this seam:
+    their fees are in the trace's cost but not in what the guard counts.
     """
 
     budgets: tuple[Budget, ...] = ()
@@ -225,17 +226,34 @@ class SpendGuard:
                 self.stopped = self.stopped or kwargs["model"]
                 raise self._error(f"not started: ${self.spent:.6f} already spent reaches", None)
             response = await complete(**kwargs)
-            if not kwargs.get("stream"):
-                prompt, completion = usage_of(response)
-                model = kwargs["model"]
-                prices = (kwargs.get("input_cost_per_token"), kwargs.get("output_cost_per_token"))
-                cost = cost_of(
-                    response, model=self.aliases.get(model, model), prompt_tokens=prompt, completion_tokens=completion, prices=prices
-                )
-                self.spent += cost or 0.0
+            if kwargs.get("stream"):
+                return self._counted(response, kwargs)
+            self.spent += self._cost(response, usage_of(response), kwargs)
             return response
 
         return guarded
+
+    def _cost(self, response: Any, tokens: tuple[int, int], kwargs: dict[str, Any]) -> float:
+        model = kwargs["model"]
+        prices = (kwargs.get("input_cost_per_token"), kwargs.get("output_cost_per_token"))
+        cost = cost_of(response, model=self.aliases.get(model, model), prompt_tokens=tokens[0], completion_tokens=tokens[1], prices=prices)
+        return cost or 0.0
+
+    async def _counted(self, stream: Any, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        """``stream`` unchanged, its cost counted when it ends: a streamed call is not always the last one
+        (``invocation: auto`` streams the outer call, then the panel runs)."""
+        usage = None
+        try:
+            async for chunk in stream:
+                if getattr(chunk, "usage", None) is not None:
+                    usage = chunk.usage
+                yield chunk
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            # Streams carry no stamped cost: priced from their usage, as the ledger prices them.
+            self.spent += self._cost(None, usage_of(usage), kwargs)
 
     def _error(self, what: str, trace: dict[str, Any] | None) -> FusionBudgetExceededError:
         limit = self.limit

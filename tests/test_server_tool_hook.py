@@ -6,7 +6,7 @@ import litellm
 import pytest
 
 from litellm_fusion import server_tool
-from litellm_fusion.errors import FusionConfigError
+from litellm_fusion.errors import FusionConfigError, ModelAccessDeniedError
 
 TOOL = {"type": "openrouter:fusion", "parameters": {}}
 
@@ -58,12 +58,24 @@ async def test_leaves_other_requests_alone(router) -> None:
 
 
 async def test_the_key_must_be_allowed_the_fusion_deployment(router) -> None:
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(ModelAccessDeniedError) as caught:
         await server_tool.fusion_server_tool.async_pre_call_hook(_key(["m1"]), None, {"model": "m1", "tools": [TOOL]}, "acompletion")
-    assert "fz-tool" in str(caught.value)
+    assert caught.value.status_code == 403 and "'fz-tool'" in str(caught.value)
     out = await server_tool.fusion_server_tool.async_pre_call_hook(
         _key(["m1", "fz-tool"]), None, {"model": "m1", "tools": [TOOL]}, "acompletion"
     )
+    assert out["model"] == "fz-tool"
+
+
+async def test_a_team_limited_key_must_have_the_fusion_deployment_in_its_teams_models(router) -> None:
+    """The key has no models of its own; its team's models decide (LiteLLM's rules), for the host deployment too."""
+    from litellm.proxy._types import UserAPIKeyAuth
+
+    team_key = UserAPIKeyAuth(api_key="sk-test-hook", models=[], team_id="t1", team_models=["m1"])
+    with pytest.raises(ModelAccessDeniedError, match="'fz-tool'"):
+        await server_tool.fusion_server_tool.async_pre_call_hook(team_key, None, {"model": "m1", "tools": [TOOL]}, "acompletion")
+    allowed = UserAPIKeyAuth(api_key="sk-test-hook", models=[], team_id="t1", team_models=["m1", "fz-tool"])
+    out = await server_tool.fusion_server_tool.async_pre_call_hook(allowed, None, {"model": "m1", "tools": [TOOL]}, "acompletion")
     assert out["model"] == "fz-tool"
 
 

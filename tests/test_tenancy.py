@@ -308,3 +308,34 @@ async def test_openrouter_max_tool_calls_above_the_deployments_is_a_400_before_a
         await call(key(models=["fz"]), {"plugins": [{"id": "fusion", "max_tool_calls": 16}]})
     assert info.value.status_code == 400
     assert upstream.requests == []
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["non-streaming", "streaming"])
+async def test_a_streamed_outer_call_counts_towards_max_cost_before_the_panel_starts(stream):
+    """``invocation: required`` streams the outer call and then runs the panel: its cost must stop the panel."""
+    scripts = {
+        "scripted-priced": Script(text="Paris.", prompt_tokens=5000, completion_tokens=200),
+        "scripted-big": Script(text="Paris.", prompt_tokens=12000, completion_tokens=200),
+    }
+    with ScriptedServer(scripts) as server:
+        member = {
+            "model": "openai/scripted-priced",
+            "api_base": server.base_url,
+            "api_key": "sk-up-xxxxxxxx",
+            "input_cost_per_token": 1e-6,
+            "output_cost_per_token": 1e-6,
+        }
+        # The scripted usage (12,000 prompt tokens) is far above what the estimate counts for this short
+        # prompt, so the pre-flight check passes and only the in-flight stop can hold the cap.
+        spec = {"panel": [member, member], "judge": member, "synthesizer": {**member, "model": "openai/scripted-big"}}
+        spec.update(max_cost=0.0095, invocation="required", max_completion_tokens=200)
+        handler = FusionLLM()
+        with pytest.raises(FusionBudgetExceededError) as info:
+            if stream:
+                async for _ in handler.astreaming(model="custom", messages=MESSAGES, model_response=ModelResponse(), optional_params={"fusion": spec}):
+                    pass
+            else:
+                await handler.acompletion(model="custom", messages=MESSAGES, model_response=ModelResponse(), optional_params={"fusion": spec})
+        assert [r.model for r in server.requests] == ["scripted-big"], "only the outer call ran"
+        assert info.value.trace["cost"] == pytest.approx(0.0122)
+        assert "$0.012200 spent reached the $0.009500 remaining" in str(info.value)
