@@ -16,6 +16,7 @@ OpenRouter's ``plugins`` shape.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import AsyncIterator
@@ -370,50 +371,53 @@ async def stream_decision(
     Text that may be a fusion tool call written as content (``<tool_call>...``) is held until it is known not
     to be one. A failure before the first forwarded chunk falls back to the panel; after it, it propagates.
     """
-    chunks = stream_synthesis(
-        writer=writer,
-        spec=spec,
-        messages=messages,
-        final_params=_outer_params(mode, final_params),
-        complete=complete,
-        ledger=ledger,
-        price_model=price_model,
-        role="outer",
-    )
     ours: set[int] = set()
     arguments = ""
     held = ""  # text that could still be the start of "<tool_call>"
     holding = mode != "single"
     sent = client_tools = False
-    try:
-        async for chunk in chunks:
-            for choice in (getattr(chunk, "choices", None) or [])[:1]:
-                delta = choice.delta
-                text = getattr(delta, "content", None) or ""
-                others = []
-                for call in getattr(delta, "tool_calls", None) or []:
-                    function = getattr(call, "function", None)
-                    if getattr(function, "name", None) == FUSION_TOOL_NAME:
-                        ours.add(call.index)
-                    if call.index in ours:
-                        arguments += getattr(function, "arguments", None) or ""
-                    else:
-                        others.append(call)
-                client_tools = client_tools or bool(others)
-                if holding and text:
-                    held += text
-                    text = ""
-                    if not _may_be_text_call(held):
-                        text, held, holding = held, "", False
-                finish = None if ours or holding else choice.finish_reason
-                if text or others or finish:
-                    sent = True
-                    yield _chunk(text, others, finish)
-    except Exception as exc:
-        if sent:
-            raise
-        yield _failed(mode, writer, exc, secrets, depth)
-        return
+    # closed here, not left to the async-generator finalizer, when our consumer closes us early
+    async with contextlib.aclosing(
+        stream_synthesis(
+            writer=writer,
+            spec=spec,
+            messages=messages,
+            final_params=_outer_params(mode, final_params),
+            complete=complete,
+            ledger=ledger,
+            price_model=price_model,
+            role="outer",
+        )
+    ) as chunks:
+        try:
+            async for chunk in chunks:
+                for choice in (getattr(chunk, "choices", None) or [])[:1]:
+                    delta = choice.delta
+                    text = getattr(delta, "content", None) or ""
+                    others = []
+                    for call in getattr(delta, "tool_calls", None) or []:
+                        function = getattr(call, "function", None)
+                        if getattr(function, "name", None) == FUSION_TOOL_NAME:
+                            ours.add(call.index)
+                        if call.index in ours:
+                            arguments += getattr(function, "arguments", None) or ""
+                        else:
+                            others.append(call)
+                    client_tools = client_tools or bool(others)
+                    if holding and text:
+                        held += text
+                        text = ""
+                        if not _may_be_text_call(held):
+                            text, held, holding = held, "", False
+                    finish = None if ours or holding else choice.finish_reason
+                    if text or others or finish:
+                        sent = True
+                        yield _chunk(text, others, finish)
+        except Exception as exc:
+            if sent:
+                raise
+            yield _failed(mode, writer, exc, secrets, depth)
+            return
     record = next((r for r in reversed(ledger.records) if r.role == "outer"), None)
     question = _question_from(arguments) if ours else None
     called = bool(ours)

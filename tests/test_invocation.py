@@ -336,3 +336,33 @@ async def test_auto_progress_shows_the_panel_it_called_before_the_answer(upstrea
     assert sum(line.endswith("is answering…") for line in lines) == 3 and sum(" answered in " in line for line in lines) == 3
     assert lines[-1] == f"Writer {SYNTH_MODEL} is writing the answer…" and last_reasoning < first_content
     assert text_of(chunks) == SYNTH_TEXT
+
+
+async def test_closing_the_decision_stream_closes_the_outer_call_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from litellm_fusion import invocation
+    from litellm_fusion.config import FusionSpec
+    from litellm_fusion.usage import UsageLedger
+
+    closed: list[bool] = []
+
+    async def upstream_stream(**_: Any):
+        try:
+            for text in ("Par", "is", "."):
+                yield SimpleNamespace(choices=[SimpleNamespace(delta=SimpleNamespace(content=text, tool_calls=None), finish_reason=None)])
+        finally:
+            closed.append(True)
+
+    async def never(**_: Any) -> Any:
+        raise AssertionError("the fake stream makes no call")
+
+    monkeypatch.setattr(invocation, "stream_synthesis", upstream_stream)
+    spec = FusionSpec.model_validate({"panel": [PANEL[0]], "judge": JUDGE, "synthesizer": SYNTH, "invocation": "auto"})
+    decision = invocation.stream_decision(
+        mode="single", writer=spec.synthesizer, spec=spec, messages=MESSAGES, final_params={}, complete=never, ledger=UsageLedger()
+    )
+    first = await anext(decision)
+    assert first.choices[0].delta.content == "Par"
+    await decision.aclose()
+    assert closed == [True], "the nested stream is closed with the outer one, not left to the finalizer"
