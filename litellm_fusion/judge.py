@@ -259,10 +259,22 @@ async def analyse(
     modes = output_modes(spec.judge_output, _supports_schema((aliases or {}).get(judge.model, judge.model)))
     mode = modes[0]
 
+    # Temperature 0 unless the judge sets its own: the analysis is a check, not a sample (as OpenRouter's).
+    # Reasoning models (gpt-5.5, ...) accept only their default, and LiteLLM refuses 0 before any request:
+    # then the judge runs at the model's default, once the refusal is seen.
+    temperature: float | None = 0
+
     async def call(call_messages: list[dict[str, Any]], role: str, extra: dict[str, Any]) -> str:
-        # Temperature 0 unless the judge sets its own: the analysis is a check, not a sample (as OpenRouter's).
-        kwargs = member_kwargs(judge, spec, call_messages, default_temperature=0, extra=extra)
-        response, record = await timed_call(complete, kwargs, role=role, member=judge, ledger=ledger)
+        nonlocal temperature
+        kwargs = member_kwargs(judge, spec, call_messages, default_temperature=temperature, extra=extra)
+        try:
+            response, record = await timed_call(complete, kwargs, role=role, member=judge, ledger=ledger)
+        except litellm.UnsupportedParamsError as exc:
+            if temperature is None or judge.temperature is not None or "temperature" not in str(exc):
+                raise
+            temperature = None
+            kwargs = member_kwargs(judge, spec, call_messages, extra=extra)
+            response, record = await timed_call(complete, kwargs, role=role, member=judge, ledger=ledger)
         records.append(record)
         return response.choices[0].message.content or ""
 

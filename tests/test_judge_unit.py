@@ -183,3 +183,30 @@ async def test_answers_are_wrapped_in_nonce_delimiters_and_cannot_close_them():
     prompt = fake.calls[0]["messages"][1]["content"]
     assert prompt.count("<<<END ANSWER B n0nce>>>") == 1, "the forged closing delimiter lost its nonce"
     assert "untrusted data" in fake.calls[0]["messages"][0]["content"]
+
+
+async def test_a_model_that_refuses_temperature_0_is_judged_at_its_default():
+    """LiteLLM refuses temperature=0 for reasoning models (gpt-5.5) before any request: drop it, once."""
+    refused = litellm.UnsupportedParamsError(message="gpt-5.5 doesn't support temperature=0 while reasoning is active", status_code=400)
+    fake = FakeCompletion({"openai/gpt-4o": [Reply(error=refused), Reply(json.dumps(GOOD))]})
+    outcome = await run_judge(fake)
+    assert outcome.failed_reason is None
+    assert [c.get("temperature") for c in fake.calls] == [0, None]
+    assert "temperature" not in fake.calls[1]
+
+
+async def test_a_judge_temperature_the_admin_set_is_never_dropped():
+    refused = litellm.UnsupportedParamsError(message="doesn't support temperature=0.3", status_code=400)
+    fake = FakeCompletion({"openai/gpt-4o": [Reply(error=refused), Reply(json.dumps(GOOD))]})
+    outcome = await analyse(
+        spec=FusionSpec.model_validate({"panel": ["openai/a", "openai/b"], "judge": {"model": "openai/gpt-4o", "temperature": 0.3}}),
+        messages=[{"role": "user", "content": "q"}],
+        answers={"A": "answer a", "B": "answer b"},
+        names={"A": "openai/a", "B": "openai/b"},
+        nonce="n0nce",
+        complete=fake,
+        ledger=UsageLedger(),
+        timeout=5,
+    )
+    # (A 400 on the first call is read as a response_format refusal: the next mode is tried.)
+    assert [c["temperature"] for c in fake.calls] == [0.3] * len(fake.calls)
