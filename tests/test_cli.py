@@ -12,6 +12,7 @@ import pytest
 
 from litellm_fusion import cli
 from litellm_fusion.errors import PanelFailedError
+from litellm_fusion.processes import free_port
 from litellm_fusion.testing import Script, ScriptedServer
 
 PANEL_MODELS = [model for model, _, _ in cli.DEMO_PANEL]
@@ -100,6 +101,8 @@ def test_demo_local_without_the_runtime_exits_2_naming_the_fix(monkeypatch, caps
     monkeypatch.setenv(build.BIN_ENV, str(tmp_path))  # no llama-server built there either
     monkeypatch.delenv(build.BINARY_ENV, raising=False)
     monkeypatch.delenv(server.BACKEND_ENV, raising=False)
+    # A port nothing serves: a local server already running on the default one would be reused.
+    monkeypatch.setenv(server.BASE_ENV, f"http://127.0.0.1:{free_port()}/v1")
     assert cli.main(["demo", "--local"]) == 2
     err = capsys.readouterr().err
     assert "pip install 'litellm-fusion[local]'" in err and "litellm-fusion local setup" in err
