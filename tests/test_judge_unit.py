@@ -49,11 +49,11 @@ def test_parse_failures_are_typed(text, reason):
     assert info.value.reason == reason
 
 
-def spec(judge: str = "openai/gpt-4o") -> FusionSpec:
+def spec(judge: str | dict = "openai/gpt-4o") -> FusionSpec:
     return FusionSpec.model_validate({"panel": ["openai/a", "openai/b"], "judge": judge})
 
 
-async def run_judge(fake: FakeCompletion, judge: str = "openai/gpt-4o"):
+async def run_judge(fake: FakeCompletion, judge: str | dict = "openai/gpt-4o"):
     return await analyse(
         spec=spec(judge),
         messages=[{"role": "user", "content": "q"}],
@@ -198,15 +198,6 @@ async def test_a_model_that_refuses_temperature_0_is_judged_at_its_default():
 async def test_a_judge_temperature_the_admin_set_is_never_dropped():
     refused = litellm.UnsupportedParamsError(message="doesn't support temperature=0.3", status_code=400)
     fake = FakeCompletion({"openai/gpt-4o": [Reply(error=refused), Reply(json.dumps(GOOD))]})
-    outcome = await analyse(
-        spec=FusionSpec.model_validate({"panel": ["openai/a", "openai/b"], "judge": {"model": "openai/gpt-4o", "temperature": 0.3}}),
-        messages=[{"role": "user", "content": "q"}],
-        answers={"A": "answer a", "B": "answer b"},
-        names={"A": "openai/a", "B": "openai/b"},
-        nonce="n0nce",
-        complete=fake,
-        ledger=UsageLedger(),
-        timeout=5,
-    )
+    await run_judge(fake, judge={"model": "openai/gpt-4o", "temperature": 0.3})
     # (A 400 on the first call is read as a response_format refusal: the next mode is tried.)
     assert [c["temperature"] for c in fake.calls] == [0.3] * len(fake.calls)
