@@ -75,9 +75,9 @@ def test_demo_on_a_terminal_shows_each_member_change_live_then_the_report():
 def test_stream_on_a_terminal_stops_the_board_before_the_answer():
     out, err, code = _run_with_tty_stderr("demo", "--scripted", "--stream")
     assert code == 0, err
-    assert re.search(r"writer +openai/gpt-4.1 +writing", ANSI.sub("", err))
-    assert out.index("Final answer (streaming") < out.index(cli.DEMO_FINAL) < out.index("\nPanel (")
-    assert "\x1b" not in out
+    assert re.search(r"writer +openai/gpt-4.1 +writing", ANSI.sub("", err)), ANSI.sub("", err)
+    assert out.index("Final answer (streaming") < out.index(cli.DEMO_FINAL) < out.index("\nPanel ("), out
+    assert "\x1b" not in out, out
 
 
 def test_json_on_a_terminal_and_pipes_stay_clean():
