@@ -5,13 +5,9 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from .html import esc, num, page, secs, usd
+from .html import dicts, esc, num, page, secs, usd
 
 __all__ = ["eval_page"]
-
-
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def _cost(summary: dict[str, Any]) -> str:
@@ -40,7 +36,7 @@ def _table(summaries: list[dict[str, Any]]) -> str:
 
 
 def _questions(data: dict[str, Any], names: list[str]) -> str:
-    results = _dicts(data.get("results"))
+    results = dicts(data.get("results"))
     ids: list[str] = []
     cell: dict[tuple[str, str], dict[str, Any]] = {}
     for r in results:
@@ -73,7 +69,7 @@ def _questions(data: dict[str, Any], names: list[str]) -> str:
 def eval_page(data: dict[str, Any], *, plot_png: bytes | None = None, plot_note: str | None = None) -> str:
     """The page of one eval run: ``data`` is ``EvalReport.to_dict()`` (the ``results.json`` file); ``plot_png``
     the plot's PNG bytes, inlined as a data: image, or ``plot_note`` saying why there is none."""
-    summaries = _dicts(data.get("summaries"))
+    summaries = dicts(data.get("summaries"))
     names = [str(s.get("name")) for s in summaries]
     duration = num(data.get("duration_s"))
     facts = [

@@ -11,7 +11,7 @@ import html
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["esc", "safe_href", "link", "num", "secs", "usd", "tokens", "page"]
+__all__ = ["esc", "safe_href", "link", "num", "secs", "usd", "tokens", "dicts", "page"]
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 """No scripts, no fetches, no frames; inline styles and data: images (the eval plot) only."""
@@ -46,6 +46,11 @@ def link(url: Any, text: Any = None) -> str:
     if href is None:
         return f'<span class="dead-link" title="not an http(s) link">{label}</span>'
     return f'<a href="{esc(href)}" rel="noopener noreferrer nofollow" target="_blank">{label}</a>'
+
+
+def dicts(value: Any) -> list[dict[str, Any]]:
+    """The dict items of a trace list; anything else (a hand-edited or older trace) reads as empty."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def num(value: Any) -> float | None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .html import esc, num, secs
+from .html import dicts, esc, num, secs
 
 __all__ = ["Span", "Timeline", "timeline_of", "timeline_svg", "legend", "panel_names", "display_order", "KIND_COLORS"]
 
@@ -86,10 +86,6 @@ def _tokens(usage: Any) -> int | None:
     return None if total is None else int(total)
 
 
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
-
-
 def _short(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -97,7 +93,7 @@ def _short(text: str, width: int) -> str:
 
 def timeline_of(trace: dict[str, Any]) -> Timeline:
     """The spans of ``trace`` (a fusion trace dict); see the module docstring for traces without offsets."""
-    panel = _dicts(trace.get("panel"))
+    panel = dicts(trace.get("panel"))
     judge = trace.get("judge") if isinstance(trace.get("judge"), dict) else None
     synth = trace.get("synthesizer") if isinstance(trace.get("synthesizer"), dict) else None
     exact = any(num(m.get("start_ms")) is not None for m in panel)
@@ -121,7 +117,7 @@ def timeline_of(trace: dict[str, Any]) -> Timeline:
             Span(row=member_row, kind="member", stage=who, model=name, detail="", start_ms=start, end_ms=start + latency, status=status)
         )
         panel_end = max(panel_end, start + latency)
-        for call in _dicts(member.get("nested_calls")):
+        for call in dicts(member.get("nested_calls")):
             call_start = num(call.get("start_ms"))
             if call_start is None:
                 continue
@@ -131,7 +127,7 @@ def timeline_of(trace: dict[str, Any]) -> Timeline:
                      end_ms=call_end, status="ok", tokens=_tokens(call.get("usage")), cost=num(call.get("cost")))
             )  # fmt: skip
         cursor = start
-        for tool in _dicts(member.get("tool_calls")):
+        for tool in dicts(member.get("tool_calls")):
             kind = "web_fetch" if tool.get("name") == "web_fetch" else "web_search"
             tool_start = num(tool.get("start_ms"))
             tool_start = cursor if tool_start is None else tool_start
@@ -148,7 +144,7 @@ def timeline_of(trace: dict[str, Any]) -> Timeline:
         judge_model = str(judge.get("model") or "judge")
         judge_row = row(f"judge · {judge_model}")
         judge_start = num(judge.get("start_ms"))
-        calls = [c for c in _dicts(judge.get("nested_calls")) if num(c.get("start_ms")) is not None]
+        calls = [c for c in dicts(judge.get("nested_calls")) if num(c.get("start_ms")) is not None]
         for call in calls:
             call_start = num(call.get("start_ms")) or 0.0
             call_end = call_start + (num(call.get("latency_ms")) or 0.0)

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .html import esc, link, num, page, secs, tokens, usd
+from .html import dicts, esc, link, num, page, secs, tokens, usd
 from .timeline import Timeline, display_order, legend, panel_names, timeline_of, timeline_svg
 
 __all__ = ["trace_page"]
-
-
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def _strings(value: Any) -> list[str]:
@@ -32,7 +28,7 @@ class _Members:
     """The panel in display order (by letter, unlettered members last) and how analysis names map to them."""
 
     def __init__(self, trace: dict[str, Any]) -> None:
-        panel = _dicts(trace.get("panel"))
+        panel = dicts(trace.get("panel"))
         names = panel_names(panel)
         self.members = [(panel[i], names[i]) for i in display_order(panel)]
         self.by_ref: dict[str, int] = {}
@@ -64,7 +60,7 @@ class _Members:
 
 def _header(trace: dict[str, Any]) -> str:
     usage = trace.get("usage") if isinstance(trace.get("usage"), dict) else {}
-    panel = _dicts(trace.get("panel"))
+    panel = dicts(trace.get("panel"))
     answered = sum(1 for m in panel if m.get("status") == "ok")
     facts = [
         f"preset <b>fusion/{esc(trace.get('preset') or '?')}</b>",
@@ -90,7 +86,7 @@ def _header(trace: dict[str, Any]) -> str:
 def _stage_times(trace: dict[str, Any]) -> list[tuple[str, float]]:
     """Wall time per stage: the panel (its slowest member), the judge, the synthesizer."""
     out = []
-    latencies = [num(m.get("latency_ms")) for m in _dicts(trace.get("panel"))]
+    latencies = [num(m.get("latency_ms")) for m in dicts(trace.get("panel"))]
     if any(v is not None for v in latencies):
         out.append(("panel", max(v for v in latencies if v is not None)))
     for stage in ("judge", "synthesizer"):
@@ -143,7 +139,7 @@ def _timeline(timeline: Timeline) -> str:
 
 
 def _sources(member: dict[str, Any]) -> str:
-    sources = _dicts(member.get("sources"))
+    sources = dicts(member.get("sources"))
     if not sources:
         return ""
     items = "".join(f"<li>{link(s.get('url'), s.get('title') or s.get('url'))}</li>" for s in sources)
@@ -160,7 +156,7 @@ def _card(member: dict[str, Any], name: str) -> str:
         meta.append(f"finish: {member['finish_reason']}")  # e.g. length: the answer was cut at max_tokens
     if member.get("web") and member.get("web") != "off":
         meta.append(f"web: {member['web']}")
-    tool_calls = _dicts(member.get("tool_calls"))
+    tool_calls = dicts(member.get("tool_calls"))
     if tool_calls:
         meta.append(f"{len(tool_calls)} tool call{'s' if len(tool_calls) != 1 else ''}")
     if status == "ok":
@@ -193,7 +189,7 @@ def _list(items: list[str]) -> str:
 
 
 def _contradictions(analysis: dict[str, Any], members: _Members) -> str:
-    contradictions = _dicts(analysis.get("contradictions"))
+    contradictions = dicts(analysis.get("contradictions"))
     if not contradictions:
         return '<h3>Contradictions</h3><p class="note">(none)</p>'
     heads = "".join(f'<div class="colhead">{members.chip(name)}</div>' for _, name in members.members)
@@ -203,7 +199,7 @@ def _contradictions(analysis: dict[str, Any], members: _Members) -> str:
     for item in contradictions:
         cells: list[list[str]] = [[] for _ in members.members]
         strays: list[str] = []
-        for stance in _dicts(item.get("stances")):
+        for stance in dicts(item.get("stances")):
             column = members.column(stance.get("model"))
             if column is None:
                 strays.append(f"<li><b>{esc(stance.get('model'))}</b>: {esc(stance.get('stance'))}</li>")
@@ -230,9 +226,9 @@ def _analysis(trace: dict[str, Any], members: _Members) -> str:
         return f'<section id="analysis"><h2>{title}</h2><p class="note">{why}</p></section>'
     partial = [
         " ".join(members.chip(ref) for ref in _strings(p.get("models"))) + f" — {esc(p.get('point'))}"
-        for p in _dicts(analysis.get("partial_coverage"))
+        for p in dicts(analysis.get("partial_coverage"))
     ]
-    unique = [f"{members.chip(u.get('model'))} — {esc(u.get('insight'))}" for u in _dicts(analysis.get("unique_insights"))]
+    unique = [f"{members.chip(u.get('model'))} — {esc(u.get('insight'))}" for u in dicts(analysis.get("unique_insights"))]
     return (
         f'<section id="analysis"><h2>{title}</h2>'
         f"<h3>Consensus</h3>{_list([esc(p) for p in _strings(analysis.get('consensus'))])}"
