@@ -199,13 +199,9 @@ class JudgeOutcome:
         return {"mechanism": "off"} if self.vote is None else self.vote.as_dict(names)
 
 
-def _letter(ref: str) -> str:
-    return ref.strip().removeprefix("Answer").strip().strip("()[]. ").upper()
-
-
 def _unletter(analysis: Analysis, names: dict[str, str]) -> dict[str, Any]:
     def name(ref: str) -> str:
-        return names.get(_letter(ref), ref)
+        return names.get(prompts.answer_letter(ref), ref)
 
     data = analysis.model_dump()
     for item in data["contradictions"]:
@@ -284,7 +280,7 @@ async def analyse(
             del lettered["answers"]
         vote = None
         if voting:
-            judged = {_letter(check.answer): {"final": check.final, "verdict": check.verdict} for check in (analysis.answers if analysis else [])}
+            judged = {prompts.answer_letter(check.answer): {"final": check.final, "verdict": check.verdict} for check in (analysis.answers if analysis else [])}
             vote = count_vote(answers, judged)
         return JudgeOutcome(
             analysis=_unletter(analysis, names) if analysis else None,

@@ -27,6 +27,7 @@ __all__ = [
     "judge_user_prompt",
     "repair_user_prompt",
     "synthesizer_brief",
+    "answer_letter",
 ]
 
 JUDGE_SYSTEM = """\
@@ -191,3 +192,8 @@ def synthesizer_brief(
     if vote is None:
         return f"{SYNTHESIZER_SYSTEM.format(nonce=nonce)}\n\n{render_answers(answers, nonce)}\n\n{judged}"
     return f"{SYNTHESIZER_VOTE_SYSTEM.format(nonce=nonce)}\n\n{render_answers(answers, nonce)}\n\n{judged}\n\n{render_vote(vote, nonce)}"
+
+
+def answer_letter(ref: str) -> str:
+    """The bare letter of a judge's reference to an answer: ``"Answer B"``, ``"(b)"`` and ``"B."`` are ``"B"``."""
+    return ref.strip().removeprefix("Answer").strip().strip("()[]. ").upper()

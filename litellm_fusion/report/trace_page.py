@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..prompts import answer_letter
 from .html import dicts, esc, link, num, page, secs, tokens, usd
 from .timeline import Timeline, display_order, legend, panel_names, timeline_of, timeline_svg
 
@@ -45,7 +46,7 @@ class _Members:
 
     def column(self, ref: Any) -> int | None:
         text = str(ref).strip()
-        return self.by_ref.get(text, self.by_ref.get(text.removeprefix("Answer").strip().strip("()[]. ").upper()))
+        return self.by_ref.get(text, self.by_ref.get(answer_letter(text)))
 
     def chip(self, ref: Any) -> str:
         column = self.column(ref)
