@@ -12,10 +12,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .config import EXPOSURE_LEVELS, FusionSpec
+from .config import EXPOSURE_LEVELS, FusionSpec, map_openrouter_fields
 from .errors import FusionConfigError
 
-__all__ = ["CLIENT_FIELDS", "CLIENT_MEMBER_FIELDS", "CLIENT_WEB_FIELDS", "openrouter_overrides", "map_openrouter_fields", "ClientVetter", "exposed_trace"]
+__all__ = ["CLIENT_FIELDS", "CLIENT_MEMBER_FIELDS", "CLIENT_WEB_FIELDS", "openrouter_overrides", "ClientVetter", "exposed_trace"]
 
 CLIENT_FIELDS = frozenset(
     {"panel", "judge", "synthesizer", "temperature", "max_completion_tokens", "timeout", "min_quorum", "expose", "invocation", "progress", "web"}
@@ -27,14 +27,6 @@ CLIENT_WEB_FIELDS = frozenset({"max_tool_calls"})
 
 CLIENT_MEMBER_FIELDS = frozenset({"model", "temperature", "top_p", "max_tokens"})
 """Member fields a proxy client may set; endpoints, keys and raw LiteLLM params stay with the proxy."""
-
-_OPENROUTER_FIELDS = {
-    "analysis_models": "panel",
-    "model": "judge",
-    "temperature": "temperature",
-    "max_completion_tokens": "max_completion_tokens",
-}
-
 
 def openrouter_overrides(plugins: Any) -> dict[str, Any]:
     """Map OpenRouter's ``plugins: [{"id": "fusion", "analysis_models": [...], "model": judge, ...}]``.
@@ -51,14 +43,6 @@ def openrouter_overrides(plugins: Any) -> dict[str, Any]:
         if not isinstance(plugin, dict) or plugin.get("id") != "fusion":
             continue
         overrides.update(map_openrouter_fields(plugin))
-    return overrides
-
-
-def map_openrouter_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    """OpenRouter's fusion fields (``analysis_models``, ``model``, ...) as spec overrides; others are ignored."""
-    overrides = {target: fields[source] for source, target in _OPENROUTER_FIELDS.items() if fields.get(source) is not None}
-    if fields.get("max_tool_calls") is not None:
-        overrides["web"] = {"max_tool_calls": fields["max_tool_calls"]}
     return overrides
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "EXPOSURE_LEVELS",
     "PresetStore",
     "deep_merge",
+    "map_openrouter_fields",
     "load_presets_file",
     "PRESETS_ENV_VAR",
 ]
@@ -379,3 +380,20 @@ class PresetStore:
             vetted = check_client(layers[1], trusted) if check_client else layers[1]
             merged = deep_merge(_members_as_dicts(merged), vetted)
         return validate_spec(merged, source=f"fusion/{name}")
+
+
+# OpenRouter Fusion's field names → ours (its ``plugins`` entry and its ``openrouter:fusion`` server tool).
+_OPENROUTER_FIELDS = {
+    "analysis_models": "panel",
+    "model": "judge",
+    "temperature": "temperature",
+    "max_completion_tokens": "max_completion_tokens",
+}
+
+
+def map_openrouter_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """OpenRouter's fusion fields (``analysis_models``, ``model``, ...) as spec overrides; others are ignored."""
+    overrides = {target: fields[source] for source, target in _OPENROUTER_FIELDS.items() if fields.get(source) is not None}
+    if fields.get("max_tool_calls") is not None:
+        overrides["web"] = {"max_tool_calls": fields["max_tool_calls"]}
+    return overrides

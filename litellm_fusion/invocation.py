@@ -25,8 +25,7 @@ from typing import Any
 
 from litellm.types.utils import Delta, ModelResponseStream, StreamingChoices
 
-from .clients import map_openrouter_fields
-from .config import FusionSpec, MemberSpec
+from .config import FusionSpec, MemberSpec, map_openrouter_fields
 from .errors import FusionConfigError
 from .nested import CallError, CompleteFn, member_kwargs, timed_call
 from .synthesis import stream_synthesis

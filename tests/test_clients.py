@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from litellm_fusion.clients import ClientVetter, map_openrouter_fields, openrouter_overrides
-from litellm_fusion.config import FusionSpec
+from litellm_fusion.clients import ClientVetter, openrouter_overrides
+from litellm_fusion.config import FusionSpec, map_openrouter_fields
 from litellm_fusion.errors import FusionConfigError
 
 TRUSTED = FusionSpec.model_validate(
