@@ -51,7 +51,7 @@ test: test-fast test-browser test-local
 
 test-fast: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -q -m "not e2e and not local and not browser"
-	$(VENV)/bin/python -m pytest -q -m e2e
+	$(VENV)/bin/python -m pytest -q -m e2e -rs
 
 # Screenshots land in test-artifacts/ (gitignored).
 test-browser: $(VENV)/.installed
