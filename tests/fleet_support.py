@@ -8,11 +8,13 @@ downloaded the kit's README says how to use them instead. Everything listens on 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import random
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -79,13 +81,22 @@ def _postgres_installed() -> bool:
     return any(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
 
 
+def _state_dir(venv: Path) -> Path:
+    """The kit's state for ``venv``, under the system temp dir: Postgres runs as its own user, which cannot
+    reach a checkout inside a private directory (``mktemp -d`` makes one 0700, ``/root`` is one)."""
+    state = Path(tempfile.gettempdir()) / f"litellm-fusion-db-{hashlib.sha256(str(venv.resolve()).encode()).hexdigest()[:12]}"
+    state.mkdir(exist_ok=True)
+    state.chmod(0o755)
+    return state
+
+
 @contextlib.contextmanager
 def database(venv: Path) -> Iterator[Database]:
     """Set up the kit for ``venv`` (idempotent), start its Postgres, yield it, and stop it if this started it."""
     kit = find_kit()
     if not _postgres_installed() and os.geteuid() != 0:
         pytest.skip("fleet tier: Postgres is not installed (apt-get install postgresql) and this user cannot install it")
-    state = venv / "litellm-db"
+    state = _state_dir(venv)
     _run(["bash", str(kit / "setup.sh"), str(venv), str(state)], "litellm-db setup.sh")
     was_running = subprocess.run(["bash", str(kit / "pg.sh"), "status", str(state)], capture_output=True).returncode == 0
     try:
