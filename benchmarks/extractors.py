@@ -4,8 +4,8 @@
 
 Candidates (each skipped with a note when not importable):
 
-1. ``stdlib``: ``litellm_fusion.web.extract.stdlib_html_to_text`` (``html.parser``, no dependency);
-2. ``trafilatura``: ``litellm_fusion.web.extract.trafilatura_html_to_text`` (markdown, links, tables, no comments);
+1. ``stdlib``: ``litellm_fusion._web.extract.stdlib_html_to_text`` (``html.parser``, no dependency);
+2. ``trafilatura``: ``litellm_fusion._web.extract.trafilatura_html_to_text`` (markdown, links, tables, no comments);
 3. ``readability+markdownify``: ``readability.Document(html).summary()`` converted by ``markdownify``.
 
 The fixture pages are built here: a semantic HTML5 article, a div-soup page whose boilerplate has other
@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from litellm_fusion.web.extract import stdlib_html_to_text, trafilatura_html_to_text  # noqa: E402
+from litellm_fusion._web.extract import stdlib_html_to_text, trafilatura_html_to_text  # noqa: E402
 
 Extractor = Callable[[str, str | None], tuple[str | None, str]]
 

@@ -65,7 +65,7 @@ import httpx  # noqa: E402
 import yaml  # noqa: E402
 from upstream import Upstream, start_upstream  # noqa: E402
 
-from litellm_fusion.processes import free_port  # noqa: E402  (the standard library only)
+from litellm_fusion._core.processes import free_port  # noqa: E402  (the standard library only)
 
 # LiteLLM is imported only once the upstream server and the proxy process are on their way, so that the
 # proxy's ~15 s start-up overlaps the driver's own ~8 s import of LiteLLM on the second core.

@@ -8,6 +8,15 @@ analysis of their answers, and a synthesizer writes the final answer from both::
     response = litellm.completion(model="fusion/budget", messages=[{"role": "user", "content": "..."}])
     response._hidden_params["fusion"]   # every answer, the analysis, each call's cost and latency
 
+This module is the public surface (``tests/unit/test_public_surface.py`` pins it), together with the
+``testing``, ``local``, ``evaluation`` and ``report`` packages and the ``litellm-fusion`` command (``cli``).
+The packages whose names start with ``_`` are internals, layered bottom-up — ``_core`` (nested call, usage,
+errors) ← ``_spec`` (config, presets) ← ``_web`` (web tools) ← ``_engine`` (the fusion) ← ``_host`` (the
+LiteLLM adapter) — and each imports only the ones below it (``tests/unit/test_layers.py``).
+
+Proxy config points at names here: ``custom_handler: litellm_fusion.fusion_llm`` and
+``callbacks: ["litellm_fusion.fusion_server_tool"]``.
+
 Names are imported lazily, so ``litellm_fusion.testing`` (the scripted server) starts without paying
 for LiteLLM's import.
 """
@@ -20,23 +29,24 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "FusionLLM": "provider",
-    "fusion_llm": "provider",
-    "register": "provider",
-    "FusionSpec": "config",
-    "MemberSpec": "config",
-    "PresetStore": "config",
-    "FusionRequest": "pipeline",
-    "FusionResult": "pipeline",
-    "run_fusion": "pipeline",
-    "stream_fusion": "pipeline",
-    "FusionError": "errors",
-    "FusionConfigError": "errors",
-    "PanelFailedError": "errors",
-    "SynthesisFailedError": "errors",
-    "FusionTimeoutError": "errors",
-    "ModelAccessDeniedError": "errors",
-    "FusionBudgetExceededError": "errors",
+    "FusionLLM": "_host.provider",
+    "fusion_llm": "_host.provider",
+    "register": "_host.provider",
+    "fusion_server_tool": "_host.server_tool",
+    "FusionSpec": "_spec.config",
+    "MemberSpec": "_spec.config",
+    "PresetStore": "_spec.config",
+    "FusionRequest": "_engine.pipeline",
+    "FusionResult": "_engine.pipeline",
+    "run_fusion": "_engine.pipeline",
+    "stream_fusion": "_engine.pipeline",
+    "FusionError": "_core.errors",
+    "FusionConfigError": "_core.errors",
+    "PanelFailedError": "_core.errors",
+    "SynthesisFailedError": "_core.errors",
+    "FusionTimeoutError": "_core.errors",
+    "ModelAccessDeniedError": "_core.errors",
+    "FusionBudgetExceededError": "_core.errors",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

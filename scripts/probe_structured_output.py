@@ -23,7 +23,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import httpx  # noqa: E402
 
 from litellm_fusion import local  # noqa: E402
-from litellm_fusion.judge import ANALYSIS_SCHEMA, parse_analysis  # noqa: E402
+from litellm_fusion._engine.judge import ANALYSIS_SCHEMA, parse_analysis  # noqa: E402
 
 MESSAGES = [
     {

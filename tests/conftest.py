@@ -1,5 +1,10 @@
 """Shared fixtures: one scripted upstream server per session, LiteLLM with fusion registered.
 
+The folder is the tier: a test under ``tests/<tier>/`` gets the marker of that name (``integration``,
+``e2e``, ``local``, ``browser``; ``unit`` and ``web`` need no upstream and carry none), so ``make test-fast``
+and friends select by marker and a newcomer sees the tiers in the tree. A tier marker on a test in another
+tier's folder is a collection error.
+
 The cost map must be the bundled one (no network), so the variable is set before LiteLLM is imported.
 """
 
@@ -18,10 +23,27 @@ import litellm  # noqa: E402
 import pytest  # noqa: E402
 
 import litellm_fusion  # noqa: E402
-from litellm_fusion.config import PresetStore  # noqa: E402
+from litellm_fusion._spec.config import PresetStore  # noqa: E402
 from litellm_fusion.testing import Script, ScriptedServer  # noqa: E402
 
 UPSTREAM_KEY = "sk-upstream-test"
+
+TIER_MARKERS = ("integration", "e2e", "local", "browser")
+UNMARKED_TIERS = ("unit", "web")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests_dir = config.rootpath / "tests"
+    for item in items:
+        relative = item.path.relative_to(tests_dir)
+        tier = relative.parts[0] if len(relative.parts) > 1 else None
+        if tier not in (*TIER_MARKERS, *UNMARKED_TIERS):
+            raise pytest.UsageError(f"{relative}: a test module belongs in a tier folder, one of {TIER_MARKERS + UNMARKED_TIERS}")
+        stray = [m.name for m in item.iter_markers() if m.name in TIER_MARKERS and m.name != tier]
+        if stray:
+            raise pytest.UsageError(f"{item.nodeid}: marked {stray[0]!r} but lives in tests/{tier}/; move it to tests/{stray[0]}/")
+        if tier in TIER_MARKERS:
+            item.add_marker(tier)
 
 # Real model ids from LiteLLM's price map, so every nested call has a real cost. The server sees them
 # without the ``openai/`` prefix, which tells the stages apart.

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import yaml
 
-from litellm_fusion.processes import free_port, stop_process_group
+from litellm_fusion._core.processes import free_port, stop_process_group
 
 __all__ = [
     "Proxy",

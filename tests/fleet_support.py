@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from litellm_fusion.processes import stop_process_group
+from litellm_fusion._core.processes import stop_process_group
 
 __all__ = ["find_kit", "Database", "database", "redis_server", "low_port"]
 

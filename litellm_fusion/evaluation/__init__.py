@@ -2,7 +2,7 @@
 
 ::
 
-    from litellm_fusion.evaluation import run_eval
+    from litellm_fusion.evaluation import markdown_report, run_eval
 
     report = run_eval(
         "arithmetic",                                   # the shipped question set, or a JSONL path
@@ -10,11 +10,11 @@
         concurrency=2,
         limit=10,
     )
-    print(report.markdown())                            # accuracy [95% CI], n, oracle, vote, paired, tokens, ...
+    print(markdown_report(report))                         # accuracy [95% CI], n, oracle, vote, paired, tokens, ...
     report.summary("budget").accuracy, report.results_for("solo")[0].answer
 
 Modules: ``graders`` (exact, numeric, regex, judge), ``configs`` (configurations and their YAML file),
-``runner`` (``run_eval``, the resumable results log), ``stats`` (Wilson intervals, exact McNemar, the
+``results`` (questions, results, summaries, the report), ``runner`` (``run_eval``, the resumable results log), ``stats`` (Wilson intervals, exact McNemar, the
 panel's vote), ``report`` (tables, JSON, plot), ``cli`` (the command). Names are imported
 lazily, so ``python -m litellm_fusion.evaluation`` can choose LiteLLM's settings before LiteLLM loads.
 """
@@ -44,12 +44,12 @@ _EXPORTS = {
     "markdown_table": "report",
     "plot": "report",
     "write_outputs": "report",
-    "ConfigSummary": "runner",
-    "EvalReport": "runner",
-    "Question": "runner",
-    "QuestionResult": "runner",
+    "ConfigSummary": "results",
+    "EvalReport": "results",
+    "Question": "results",
+    "QuestionResult": "results",
     "arun_eval": "runner",
-    "load_questions": "runner",
+    "load_questions": "results",
     "load_results_log": "runner",
     "Paired": "stats",
     "mcnemar_exact": "stats",

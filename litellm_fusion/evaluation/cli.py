@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .runner import QuestionResult
+    from litellm_fusion.evaluation.results import QuestionResult
 
 # .configs and .runner import LiteLLM: they load when the command runs, not when `litellm-fusion --help` builds its parser.
 
@@ -25,7 +25,7 @@ __all__ = ["add_arguments", "eval_command", "main"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The ``eval`` arguments (the same lines ``litellm_fusion.cli`` declares)."""
+    """The ``eval`` arguments (the same lines ``litellm_fusion.cli.commands`` declares)."""
     parser.add_argument("questions", help="JSONL question file, or the name of a shipped one (arithmetic)")
     parser.add_argument("--config", required=True, help="YAML file of named configurations, or a shipped one (local_eval)")
     parser.add_argument("--limit", type=int, help="only the first N questions")
@@ -89,10 +89,11 @@ def eval_command(args: argparse.Namespace) -> int:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
-    from .configs import ConfigError, load_configs, resolve_data_path
-    from .decisions import decision_table
-    from .report import write_outputs
-    from .runner import load_questions, load_results_log, run_eval
+    from litellm_fusion.evaluation.configs import ConfigError, load_configs, resolve_data_path
+    from litellm_fusion.evaluation.decisions import decision_table
+    from litellm_fusion.evaluation.report import markdown_report, write_outputs
+    from litellm_fusion.evaluation.results import load_questions
+    from litellm_fusion.evaluation.runner import load_results_log, run_eval
 
     litellm.suppress_debug_info = True
     logging.getLogger("LiteLLM").setLevel(logging.ERROR)  # e.g. a warning per call about custom pricing
@@ -154,7 +155,7 @@ def eval_command(args: argparse.Namespace) -> int:
         return 2
     report.questions_path = str(questions_file)
     report.meta.update({**_source_commit(), "command": sys.argv, **meta})
-    print(report.markdown(), end="")
+    print(markdown_report(report), end="")
     written = write_outputs(report, args.out)
     decisions = decision_table(report.to_dict())
     if decisions is not None:  # with invocation: auto/required, how often the panel ran and what it bought
@@ -170,7 +171,7 @@ def eval_command(args: argparse.Namespace) -> int:
     if written["plot_note"]:
         print(f"note: {written['plot_note']}", file=sys.stderr)
     if args.html:
-        from ..report.cli import write_eval_report
+        from litellm_fusion.report.cli import write_eval_report
 
         write_eval_report(args.html, report.to_dict(), plot=written["plot"], plot_note=written["plot_note"])
     return 0

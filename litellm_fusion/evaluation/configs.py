@@ -35,7 +35,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..config import MemberSpec
+from litellm_fusion._spec.config import MemberSpec
 
 __all__ = [
     "ConfigError",
@@ -222,8 +222,8 @@ def parse_config(raw: Any, name: str | None = None) -> EvalConfig:
         fusion = data.get("fusion") or {}
         if not isinstance(fusion, dict):
             raise ConfigError(f"configuration {label!r}: `fusion` must be a mapping (a spec), got {type(fusion).__name__}")
-        from ..errors import FusionConfigError
-        from ..provider import fusion_llm
+        from litellm_fusion._core.errors import FusionConfigError
+        from litellm_fusion._host.provider import fusion_llm
 
         try:  # validated now, so a typo fails before the first question instead of on every one
             fusion_llm.presets.resolve(model.removeprefix("fusion/"), fusion)

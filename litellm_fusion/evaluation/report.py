@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .runner import ConfigSummary, EvalReport
+from litellm_fusion.evaluation.results import ConfigSummary, EvalReport
 
 __all__ = ["Column", "COLUMNS", "OUTCOME_COLUMNS", "PlotUnavailable", "PLOT_HINT", "markdown_table", "markdown_report", "plot", "write_outputs"]
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from .models import LocalModelError
+from litellm_fusion.local.models import LocalModelError
 
 __all__ = [
     "BIN_ENV",

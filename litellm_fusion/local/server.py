@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..processes import free_port, stop_process_group
-from . import llama_server
-from .build import BUILD_HINT, find_llama_server
-from .models import INSTALL_HINT, MODELS, SETUP_HINT, LocalModelError, is_verified, model_path
+from litellm_fusion._core.processes import free_port, stop_process_group
+from litellm_fusion._spec.local_presets import BASE_ENV, DEFAULT_BASE, DEFAULT_PORT, local_base_url
+from litellm_fusion.local import llama_server
+from litellm_fusion.local.build import BUILD_HINT, find_llama_server
+from litellm_fusion.local.models import INSTALL_HINT, MODELS, SETUP_HINT, LocalModelError, is_verified, model_path
 
 __all__ = [
     "BACKEND_ENV",
@@ -58,23 +59,15 @@ __all__ = [
     "serving_backend",
 ]
 
-BASE_ENV = "LITELLM_FUSION_LOCAL_BASE"
 BACKEND_ENV = "LITELLM_FUSION_LOCAL_BACKEND"
 LLAMA_SERVER = "llama-server"
 LLAMA_CPP_PYTHON = "llama-cpp-python"
 BACKENDS = ("auto", LLAMA_SERVER, LLAMA_CPP_PYTHON)
 THREADS_ENV = "LITELLM_FUSION_LOCAL_THREADS"
-DEFAULT_PORT = 8765
-DEFAULT_BASE = f"http://127.0.0.1:{DEFAULT_PORT}/v1"
 DEFAULT_N_CTX = 8192
 STARTUP_TIMEOUT = 180.0
 # What `python -m llama_cpp.server` imports besides llama_cpp (its `server` extra).
 _SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
-
-
-def local_base_url() -> str:
-    """The local server's OpenAI base URL: ``$LITELLM_FUSION_LOCAL_BASE``, else ``http://127.0.0.1:8765/v1``."""
-    return (os.environ.get(BASE_ENV) or DEFAULT_BASE).rstrip("/")
 
 
 def llama_cpp_available() -> bool:

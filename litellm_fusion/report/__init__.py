@@ -4,8 +4,8 @@ Pure functions from data to an HTML string; ``litellm-fusion report``, ``ask/dem
 write them.
 """
 
-from .eval_page import eval_page
-from .load import ReportInput, TraceFormatError, read_report_input, report_input
-from .trace_page import trace_page
+from litellm_fusion.report.eval_page import eval_page
+from litellm_fusion.report.load import ReportInput, TraceFormatError, read_report_input, report_input
+from litellm_fusion.report.trace_page import trace_page
 
 __all__ = ["trace_page", "eval_page", "ReportInput", "TraceFormatError", "report_input", "read_report_input"]

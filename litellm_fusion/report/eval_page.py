@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from .html import dicts, esc, num, page, secs, usd
+from litellm_fusion.report.html import dicts, esc, num, page, secs, usd
 
 __all__ = ["eval_page"]
 

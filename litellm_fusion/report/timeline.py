@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .html import dicts, esc, num, secs
+from litellm_fusion.report.html import dicts, esc, num, secs
 
 __all__ = ["Span", "Timeline", "timeline_of", "timeline_svg", "legend", "panel_names", "display_order", "KIND_COLORS"]
 

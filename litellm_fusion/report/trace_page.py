@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..prompts import answer_letter
-from .html import dicts, esc, link, num, page, secs, tokens, usd
-from .timeline import Timeline, display_order, legend, panel_names, timeline_of, timeline_svg
+from litellm_fusion._engine.prompts import answer_letter
+from litellm_fusion.report.html import dicts, esc, link, num, page, secs, tokens, usd
+from litellm_fusion.report.timeline import Timeline, display_order, legend, panel_names, timeline_of, timeline_svg
 
 __all__ = ["trace_page"]
 

@@ -1,0 +1,59 @@
+"""The public surface is what the package roots export: this pins it, so a rename or a new export is a
+decision made here, not an accident. Everything under a ``_`` package is internal and may move."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+import litellm_fusion
+
+PUBLIC = {
+    "litellm_fusion": [
+        "FusionBudgetExceededError",
+        "FusionConfigError",
+        "FusionError",
+        "FusionLLM",
+        "FusionRequest",
+        "FusionResult",
+        "FusionSpec",
+        "FusionTimeoutError",
+        "MemberSpec",
+        "ModelAccessDeniedError",
+        "PanelFailedError",
+        "PresetStore",
+        "SynthesisFailedError",
+        "__version__",
+        "fusion_llm",
+        "fusion_server_tool",
+        "register",
+        "run_fusion",
+        "stream_fusion",
+    ],
+    "litellm_fusion.testing": ["RecordedRequest", "Script", "ScriptedServer", "ToolCall", "load_scripts", "script_from_dict"],
+    "litellm_fusion.cli": ["main"],
+}
+
+
+@pytest.mark.parametrize("package", sorted(PUBLIC))
+def test_the_exports_are_pinned_and_resolve(package):
+    module = importlib.import_module(package)
+    assert sorted(module.__all__) == sorted(PUBLIC[package])
+    for name in module.__all__:
+        assert getattr(module, name) is not None, f"{package}.{name}"
+
+
+def test_importing_the_root_loads_no_internals_until_a_name_is_used():
+    import subprocess
+    import sys
+
+    code = "import sys, litellm_fusion; print(sorted(m for m in sys.modules if m.startswith('litellm_fusion.')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"
+
+
+def test_the_proxy_config_paths_in_the_readme_resolve_through_litellm():
+    utils = pytest.importorskip("litellm.proxy.types_utils.utils")
+    assert utils.get_instance_fn("litellm_fusion.fusion_llm") is litellm_fusion.fusion_llm
+    assert utils.get_instance_fn("litellm_fusion.fusion_server_tool") is litellm_fusion.fusion_server_tool
