@@ -19,7 +19,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 from collections.abc import Callable
@@ -27,6 +26,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
+
+from litellm_fusion.evaluation.question_files import dumps_questions, write_or_check
 
 DEFAULT_SEED = 20250611
 DEFAULT_COUNT = 64
@@ -479,10 +480,6 @@ def generate(count: int = DEFAULT_COUNT, seed: int = DEFAULT_SEED) -> list[dict[
     return records
 
 
-def dumps(records: list[dict[str, Any]]) -> str:
-    """The JSONL text: one record per line, keys in a stable order."""
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -491,18 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output JSONL path (default: the packaged data file)")
     parser.add_argument("--check", action="store_true", help="do not write; exit 1 if --out differs from what would be written")
     args = parser.parse_args(argv)
-    text = dumps(generate(args.count, args.seed))
-    if args.check:
-        current = args.out.read_text(encoding="utf-8") if args.out.exists() else None
-        if current != text:
-            print(f"{args.out} is out of date: run python scripts/make_arithmetic.py", file=sys.stderr)
-            return 1
-        print(f"{args.out} is up to date ({args.count} problems)")
-        return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
-    print(f"wrote {args.count} problems to {args.out}")
-    return 0
+    text = dumps_questions(generate(args.count, args.seed))
+    return write_or_check(text, args.out, check=args.check, regenerate="python scripts/make_arithmetic.py")
 
 
 if __name__ == "__main__":

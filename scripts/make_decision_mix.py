@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from litellm_fusion.evaluation.question_files import dumps_questions, write_or_check
+
 DATA = Path(__file__).resolve().parent.parent / "litellm_fusion" / "data"
 DEFAULT_OUT = DATA / "decision_mix.jsonl"
 DEFAULT_SEED = 1313
@@ -84,9 +86,6 @@ def build(hard: int, easy: int, seed: int) -> list[dict[str, Any]]:
     return mixed
 
 
-def dump(records: list[dict[str, Any]]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -96,14 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--check", action="store_true", help="compare with --out instead of writing it")
     args = parser.parse_args(argv)
-    text = dump(build(args.hard, args.easy, args.seed))
-    if args.check:
-        same = args.out.exists() and args.out.read_text(encoding="utf-8") == text
-        print(f"{args.out}: {'up to date' if same else 'differs from the generator output'}", file=sys.stderr)
-        return 0 if same else 1
-    args.out.write_text(text, encoding="utf-8")
-    print(f"wrote {args.out}", file=sys.stderr)
-    return 0
+    text = dumps_questions(build(args.hard, args.easy, args.seed))
+    return write_or_check(text, args.out, check=args.check, regenerate="python scripts/make_decision_mix.py")
 
 
 if __name__ == "__main__":

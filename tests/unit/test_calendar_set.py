@@ -9,6 +9,7 @@ from pathlib import Path
 
 from litellm_fusion.evaluation import grade_exact, grade_numeric, load_questions
 from litellm_fusion.evaluation.configs import DATA_DIR
+from litellm_fusion.evaluation.question_files import dumps_questions
 
 ROOT = Path(__file__).resolve().parents[2]
 CALENDAR = DATA_DIR / "calendar.jsonl"
@@ -92,7 +93,7 @@ def independent_answer(template: str, p: dict) -> object:
 def test_generator_is_deterministic_and_matches_the_shipped_file() -> None:
     first = gen.generate()
     assert first == gen.generate()
-    assert gen.dumps(first) == CALENDAR.read_text(encoding="utf-8"), "run: python scripts/make_calendar.py"
+    assert dumps_questions(first) == CALENDAR.read_text(encoding="utf-8"), "run: python scripts/make_calendar.py"
     assert gen.main(["--check", "--out", str(CALENDAR)]) == 0
     assert gen.generate(seed=1) != first
     assert gen.generate(count=12) == first[:12]

@@ -38,6 +38,7 @@ from litellm_fusion.evaluation import (
 )
 from litellm_fusion.evaluation import cli as eval_cli
 from litellm_fusion.evaluation.configs import DATA_DIR, expand_env
+from litellm_fusion.evaluation.question_files import dumps_questions
 from litellm_fusion.testing import Script, ScriptedServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -196,7 +197,7 @@ def _independent_answer(template: str, p: dict[str, Any]) -> float:
 def test_generator_is_deterministic_and_matches_the_shipped_file() -> None:
     first, second = gen.generate(), gen.generate()
     assert first == second
-    assert gen.dumps(first) == ARITHMETIC.read_text(encoding="utf-8"), "run: python scripts/make_arithmetic.py"
+    assert dumps_questions(first) == ARITHMETIC.read_text(encoding="utf-8"), "run: python scripts/make_arithmetic.py"
     assert gen.main(["--check", "--out", str(ARITHMETIC)]) == 0
     assert gen.generate(seed=1) != first  # the seed matters
     assert gen.generate(count=10) == first[:10]  # a prefix is the same problems
