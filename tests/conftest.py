@@ -14,8 +14,7 @@ import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-import json  # noqa: E402
-import re  # noqa: E402
+import string  # noqa: E402
 import threading  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -23,8 +22,9 @@ import litellm  # noqa: E402
 import pytest  # noqa: E402
 
 import litellm_fusion  # noqa: E402
+from litellm_fusion._engine import prompts  # noqa: E402
 from litellm_fusion._spec.config import PresetStore  # noqa: E402
-from litellm_fusion.testing import Script, ScriptedServer  # noqa: E402
+from litellm_fusion.testing import Script, ScriptedServer, answer_blocks, scripted_analysis  # noqa: E402
 
 UPSTREAM_KEY = "sk-upstream-test"
 
@@ -65,25 +65,28 @@ def upstream(model: str) -> str:
     return model.removeprefix("openai/")
 
 
-def analysis_for(body: dict[str, Any]) -> dict[str, Any]:
-    """A valid analysis naming, by letter, every answer block present in the judge prompt."""
-    # Only the user turn: the judge's system prompt describes the format with a placeholder "ANSWER X".
-    prompt = "\n".join(m["content"] for m in body.get("messages", []) if m.get("role") == "user" and isinstance(m.get("content"), str))
-    letters = sorted(set(re.findall(r"<<<ANSWER ([A-Z]) ", prompt))) or ["A"]
-    return {
-        "consensus": [CONSENSUS_MARKER],
-        "contradictions": [
-            {"topic": "which city is the capital", "stances": [{"model": letter, "stance": f"stance of {letter}"} for letter in letters]}
-        ],
-        "partial_coverage": [{"models": letters[:2], "point": "mentions the Seine"}],
-        "unique_insights": [{"model": letters[0], "insight": "a unique point"}],
-        "blind_spots": ["nobody gave the population"],
-    }
-
-
 def judge_text(body: dict[str, Any]) -> str:
-    """Script text for the judge: valid analysis JSON built from the request."""
-    return json.dumps(analysis_for(body))
+    """Script text for the judge: a valid analysis naming, by letter, every answer the judge was shown."""
+    return scripted_analysis(
+        answer_blocks(body),
+        consensus=[CONSENSUS_MARKER],
+        topic="which city is the capital",
+        point="mentions the Seine",
+        insight="a unique point",
+        blind_spots=["nobody gave the population"],
+    )
+
+
+def closing_delimiters(prompt: str, nonce: str) -> int:
+    """How many real closing delimiters (any letter, this request's nonce) a judge or synthesizer prompt holds."""
+    return sum(prompt.count(prompts.ANSWER_CLOSE.format(letter=letter, nonce=nonce)) for letter in string.ascii_uppercase)
+
+
+def outside_answers(prompt: str, nonce: str) -> str:
+    """The prompt without its answer blocks: the part a model reads as instructions, not as quoted answers."""
+    quoted = prompts.render_answers(answer_blocks(prompt, nonce=nonce), nonce)
+    assert quoted in prompt, "the answer blocks are not where the writer puts them"
+    return prompt.replace(quoted, "")
 
 
 def default_scripts() -> dict[str, Script]:

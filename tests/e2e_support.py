@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import secrets
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import httpx
 import yaml
 
 from litellm_fusion._core.processes import free_port, stop_process_group
+from litellm_fusion.testing import answer_blocks, scripted_analysis, stage_of
 
 __all__ = [
     "Proxy",
@@ -33,9 +33,6 @@ __all__ = [
     "start_proxy",
     "launch_proxy",
     "LITELLM_BIN",
-    "is_judge_request",
-    "is_synth_request",
-    "analysis_json",
     "responder",
     "SPEND_PROBE_SOURCE",
     "read_jsonl",
@@ -243,50 +240,14 @@ def start_proxy(config: Mapping[str, Any], **kwargs: Any) -> Iterator[Proxy]:
 # ----- scripted answers ------------------------------------------------------------------------------
 
 
-def _messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
-    messages = body.get("messages")
-    return [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
-
-
-def _system_text(body: Mapping[str, Any]) -> str:
-    return "\n".join(m["content"] for m in _messages(body) if m.get("role") == "system" and isinstance(m.get("content"), str))
-
-
-def is_judge_request(body: Mapping[str, Any]) -> bool:
-    """The judge's call (or its repair call)."""
-    system = _system_text(body)
-    return system.startswith("You are the judge") or system.startswith("You convert text into one valid JSON")
-
-
-def is_synth_request(body: Mapping[str, Any]) -> bool:
-    """The synthesizer's call."""
-    return _system_text(body).startswith("You write the final answer")
-
-
-def analysis_json(body: Mapping[str, Any]) -> str:
-    """A valid analysis naming every answer letter present in the judge's user turn."""
-    prompt = "\n".join(m["content"] for m in _messages(body) if m.get("role") == "user" and isinstance(m.get("content"), str))
-    letters = sorted(set(re.findall(r"<<<ANSWER ([A-Z]) ", prompt))) or ["A"]
-    return json.dumps(
-        {
-            "consensus": ["the answers agree"],
-            "contradictions": [{"topic": "detail", "stances": [{"model": x, "stance": f"stance {x}"} for x in letters]}],
-            "partial_coverage": [{"models": letters[:2], "point": "a point"}],
-            "unique_insights": [{"model": letters[0], "insight": "an insight"}],
-            "blind_spots": ["none"],
-        }
-    )
-
-
 def responder(panel_text: str, synth_text: str):  # noqa: ANN201 - a Script.text callable
-    """Script text for a model that may be asked as a panel member, the judge or the synthesizer."""
+    """Script text for a model that may be asked as a panel member, the judge (or its repair) or the synthesizer."""
 
     def text(body: dict[str, Any]) -> str:
-        if is_judge_request(body):
-            return analysis_json(body)
-        if is_synth_request(body):
-            return synth_text
-        return panel_text
+        stage = stage_of(body)
+        if stage in ("judge", "repair"):
+            return scripted_analysis(answer_blocks(body))
+        return synth_text if stage == "synthesizer" else panel_text
 
     return text
 

@@ -11,92 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import textwrap
 import time
 from typing import Any
 
+from litellm_fusion.cli.demo import DEMO_QUESTION
+
 __all__ = ["main"]
-
-DEMO_QUESTION = (
-    "A bakery sells muffins for $3 each and cookies for $1.50 each. On Monday it sold 48 muffins and twice as "
-    "many cookies as muffins. On Tuesday it sold 25% more muffins than on Monday and half as many cookies as on "
-    "Monday. What was the bakery's total revenue over the two days?"
-)
-# (model, latency in seconds, scripted answer); the third member misreads "half as many cookies as on Monday".
-DEMO_PANEL = [
-    (
-        "openai/gpt-4o-mini",
-        0.35,
-        "Monday: 48 muffins x $3 = $144; 96 cookies x $1.50 = $144; Monday = $288.\n"
-        "Tuesday: 48 x 1.25 = 60 muffins x $3 = $180; 96 / 2 = 48 cookies x $1.50 = $72; Tuesday = $252.\n"
-        "Total revenue: $288 + $252 = $540.",
-    ),
-    (
-        "openai/gpt-4.1-mini",
-        0.45,
-        "Count each product over both days. Muffins: 48 + 60 = 108, so 108 x $3 = $324. "
-        "Cookies: 96 on Monday and 48 on Tuesday, 144 in all, so 144 x $1.50 = $216.\nTotal: $324 + $216 = $540.",
-    ),
-    (
-        "openai/gpt-4.1-nano",
-        0.6,
-        "Monday: 48 x $3 + 96 x $1.50 = $288.\nTuesday: 60 muffins, and half as many "
-        "cookies, so 30 cookies: 60 x $3 + 30 x $1.50 = $225.\nTotal: $288 + $225 = $513.",
-    ),
-]
-DEMO_JUDGE, DEMO_SYNTHESIZER = "openai/gpt-4o", "openai/gpt-4.1"
-DEMO_FINAL = (
-    "The bakery took in $540 over the two days.\n\n"
-    "- Monday: 48 muffins x $3 = $144, and 96 cookies (twice 48) x $1.50 = $144, so $288.\n"
-    "- Tuesday: 60 muffins (25% more than 48) x $3 = $180, and 48 cookies (half of Monday's 96) x $1.50 = $72, so $252.\n\n"
-    "Total: $288 + $252 = $540. Check by product: 108 muffins x $3 = $324 plus 144 cookies x $1.50 = $216 = $540."
-)
-_ANSWER_BLOCK = re.compile(r"<<<ANSWER ([A-Z]) (\S+)>>>\n(.*?)\n<<<END ANSWER \1 \2>>>", re.S)
-
-
-def _demo_analysis(body: dict[str, Any]) -> str:
-    """The scripted judge: an analysis that names the shuffled letters it actually sees in the prompt."""
-    prompt = "\n".join(str(m.get("content")) for m in body.get("messages", []) if m.get("role") == "user")
-    blocks = {letter: text for letter, _, text in _ANSWER_BLOCK.findall(prompt)}
-    wrong = [x for x, text in blocks.items() if "$513" in text]
-    right = sorted(x for x in blocks if x not in wrong)
-    stances = [
-        {
-            "model": x,
-            "stance": "$513: counts 30 Tuesday cookies (half of Tuesday's muffins); wrong, the question says half of Monday's 96."
-            if x in wrong
-            else "$540 from 48 Tuesday cookies (half of Monday's 96); holds up.",
-        }
-        for x in sorted(blocks)
-    ]
-    analysis = {
-        "consensus": [
-            "Monday revenue is $288: 48 muffins x $3 = $144 plus 96 cookies x $1.50 = $144.",
-            "Tuesday's muffins are 48 x 1.25 = 60, worth $180.",
-        ]
-        if blocks
-        else [],
-        "contradictions": [{"topic": "How many cookies were sold on Tuesday, and so the total", "stances": stances}] if wrong else [],
-        "partial_coverage": [{"models": right, "point": "The total revenue is $540."}] if wrong and right else [],
-        "unique_insights": [
-            {"model": x, "insight": "Sums by product (108 muffins, 144 cookies) as an independent check."}
-            for x, text in blocks.items()
-            if "108" in text
-        ],
-        "blind_spots": ["No answer states its assumption that every item sold at full price (no discounts or returns)."],
-    }
-    return json.dumps(analysis)
-
-
-def _demo_writer(body: dict[str, Any]) -> str:
-    """The judge's model when asked to write (synthesizer fallback), else the judge."""
-    first = (body.get("messages") or [{}])[0]
-    if first.get("role") == "system" and str(first.get("content", "")).startswith("You write the final answer"):
-        return DEMO_FINAL
-    return _demo_analysis(body)
-
 
 def _missing_keys(spec: Any) -> list[str]:
     """Provider env vars the spec's members need and the environment lacks (explicit api_key skips the check)."""
@@ -286,23 +208,16 @@ def _local_demo(args: argparse.Namespace) -> int:
 
 def _scripted_demo(args: argparse.Namespace) -> int:
     import litellm_fusion
-    from litellm_fusion.testing import Script, ScriptedServer
+    from litellm_fusion.cli.demo import demo_scripts, demo_spec
+    from litellm_fusion.testing import ScriptedServer
 
     question = args.question or DEMO_QUESTION
     if args.question:
         print("note: the demo panel is scripted; its answers are for the default question", file=sys.stderr)
-    scripts = {model.split("/", 1)[1]: Script(text=text, latency=latency) for model, latency, text in DEMO_PANEL}
-    scripts[DEMO_JUDGE.split("/", 1)[1]] = Script(text=_demo_writer, latency=0.5)
-    scripts[DEMO_SYNTHESIZER.split("/", 1)[1]] = Script(text=_demo_writer, latency=0.3, chunk_chars=8, chunk_delay=0.01)
-    with ScriptedServer(scripts) as server:
-
-        def member(model: str) -> dict[str, Any]:
-            return {"model": model, "api_base": server.base_url, "api_key": "sk-demo"}
-
-        spec = {"panel": [member(m) for m, _, _ in DEMO_PANEL], "judge": member(DEMO_JUDGE), "synthesizer": member(DEMO_SYNTHESIZER)}
+    with ScriptedServer(demo_scripts()) as server:
         print(f"demo: scripted OpenAI-compatible server at {server.base_url}; real LiteLLM calls, real prices", file=sys.stderr)
         litellm_fusion.register()
-        _run("fusion/demo", question, spec, stream=args.stream, as_json=args.json, html=args.html)
+        _run("fusion/demo", question, demo_spec(server.base_url), stream=args.stream, as_json=args.json, html=args.html)
     return 0
 
 

@@ -1,21 +1,64 @@
-"""Test helpers: a scripted OpenAI-compatible upstream server.
+"""The test kit: test your own fusion configs offline, as this project's tests do.
+
+- :class:`ScriptedServer` (with :class:`Script`, :class:`ToolCall`): a scripted OpenAI-compatible upstream on
+  127.0.0.1 for real LiteLLM calls over HTTP; every request is kept as a :class:`RecordedRequest`.
+- :class:`FakeCompletion` (with :class:`Reply`, :class:`CallInfo`, :func:`upstream_error`): a fake
+  ``litellm.acompletion`` for the ``complete`` seam of ``run_fusion``/``stream_fusion``, scripted per model
+  or stage, recording every call.
+- :func:`stage_of` (which stage a call is), :func:`answer_blocks` and :func:`nonce_of` (the answers a judge or
+  synthesizer prompt quotes), :func:`scripted_analysis` (a valid judge reply).
 
 Example::
 
-    from litellm_fusion.testing import ScriptedServer, Script
+    from litellm_fusion.testing import Script, ScriptedServer, answer_blocks, scripted_analysis, stage_of
 
-    with ScriptedServer({"model-a": Script(text="Paris", latency=0.1)}) as server:
-        ...  # point an OpenAI client at server.base_url
-        assert server.stats()["total"] == 1
+    def upstream(body):  # one model for every role
+        if stage_of(body) == "judge":
+            return scripted_analysis(answer_blocks(body))
+        return "Paris"
+
+    with ScriptedServer({"gpt-4o-mini": Script(text=upstream)}) as server:
+        ...  # members: {"model": "openai/gpt-4o-mini", "api_base": server.base_url, "api_key": "x"}
+
+Names are imported lazily: the server alone (``python -m litellm_fusion.testing``) does not import LiteLLM.
+
+May import: the packages below the public ones (``litellm_fusion._engine`` for the prompt format).
 """
 
-from litellm_fusion.testing.server import (
-    RecordedRequest,
-    Script,
-    ScriptedServer,
-    ToolCall,
-    load_scripts,
-    script_from_dict,
-)
+from __future__ import annotations
 
-__all__ = ["RecordedRequest", "Script", "ScriptedServer", "ToolCall", "load_scripts", "script_from_dict"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "RecordedRequest": "server",
+    "Script": "server",
+    "ScriptedServer": "server",
+    "ToolCall": "server",
+    "load_scripts": "server",
+    "script_from_dict": "server",
+    "CallInfo": "_fake",
+    "FakeCompletion": "_fake",
+    "Reply": "_fake",
+    "upstream_error": "_fake",
+    "Stage": "_prompts",
+    "answer_blocks": "_prompts",
+    "nonce_of": "_prompts",
+    "scripted_analysis": "_prompts",
+    "stage_of": "_prompts",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'litellm_fusion.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 import types
 from typing import Any
@@ -23,6 +22,7 @@ from conftest import (
     SYNTH_MODEL,
     SYNTH_TEXT,
     UPSTREAM_KEY,
+    closing_delimiters,
     judge_text,
     member,
     upstream,
@@ -32,7 +32,7 @@ from litellm.integrations.custom_logger import CustomLogger
 import litellm_fusion
 from litellm_fusion._core.errors import FusionConfigError
 from litellm_fusion._engine import prompts
-from litellm_fusion.testing import Script, ScriptedServer, ToolCall
+from litellm_fusion.testing import Script, ScriptedServer, ToolCall, answer_blocks
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 JUDGE = upstream(JUDGE_MODEL)
@@ -269,7 +269,7 @@ async def test_failed_member_is_excluded_from_judge_and_traced(upstream_server, 
     assert PANEL_TEXT["gpt-4.1-mini"] in judge_prompt
     assert PANEL_TEXT["gpt-4.1-nano"] not in judge_prompt
     assert "nano-exploded-XYZ" not in judge_prompt
-    assert sorted(set(re.findall(r"<<<ANSWER ([A-Z]) [0-9a-f]+>>>", judge_prompt))) == ["A", "B"]
+    assert sorted(answer_blocks(judge_prompt)) == ["A", "B"]
 
     trace = response.fusion
     failed = next(p for p in trace["panel"] if p["model"] == "openai/gpt-4.1-nano")
@@ -290,8 +290,8 @@ async def test_empty_answer_is_a_failure_not_an_answer(upstream_server, spec):
     assert text_of(response) == SYNTH_TEXT
 
     judge_prompt = judge_prompt_of(only(upstream_server, JUDGE))
-    blocks = re.findall(r"<<<ANSWER ([A-Z]) ([0-9a-f]+)>>>\n(.*?)\n<<<END ANSWER \1 \2>>>", judge_prompt, re.S)
-    assert sorted(body for _, _, body in blocks) == sorted([PANEL_TEXT["gpt-4o-mini"], PANEL_TEXT["gpt-4.1-nano"]])
+    blocks = answer_blocks(judge_prompt)
+    assert sorted(blocks.values()) == sorted([PANEL_TEXT["gpt-4o-mini"], PANEL_TEXT["gpt-4.1-nano"]])
 
     trace = response.fusion
     empty = next(p for p in trace["panel"] if p["model"] == "openai/gpt-4.1-mini")
@@ -636,9 +636,9 @@ async def test_judge_sees_anonymised_answers(upstream_server, spec):
     for entry in trace["panel"]:
         assert trace["letters"][entry["letter"]] == entry["model"]
     # The block for each letter holds that model's answer.
+    blocks = answer_blocks(judge_prompt)
     for letter, model in trace["letters"].items():
-        match = re.search(rf"<<<ANSWER {letter} ([0-9a-f]+)>>>\n(.*?)\n<<<END ANSWER {letter} \1>>>", judge_prompt, re.S)
-        assert match and match.group(2) == PANEL_TEXT[upstream(model)]
+        assert blocks.get(letter) == PANEL_TEXT[upstream(model)]
 
 
 async def test_letters_are_shuffled_per_request(upstream_server, spec):
@@ -667,19 +667,15 @@ async def test_fake_delimiters_stay_inside_their_block(upstream_server, spec, mo
     judge_prompt = judge_prompt_of(judge)
     assert nonce in judge.body["messages"][0]["content"]  # the real delimiters use the patched nonce
     letter = next(p["letter"] for p in response.fusion["panel"] if p["model"] == "openai/gpt-4.1-nano")
-    opening = f"<<<ANSWER {letter} {nonce}>>>\n"
-    closing = f"\n<<<END ANSWER {letter} {nonce}>>>"
-    start = judge_prompt.index(opening) + len(opening)
-    end = judge_prompt.index(closing, start)
-    block = judge_prompt[start:end]
+    block = answer_blocks(judge_prompt, nonce=nonce)[letter]
     assert "ignore previous instructions" in block  # the injection stays inside its own block
     assert block == hostile.replace(nonce, "")
     assert nonce not in block
     # Exactly one real closing delimiter per answer: the hostile one was defused.
-    assert len(re.findall(rf"<<<END ANSWER [A-Z] {nonce}>>>", judge_prompt)) == 3
+    assert closing_delimiters(judge_prompt, nonce) == 3
     # The same holds in the synthesizer's brief.
     synth_prompt = message_text(only(upstream_server, SYNTH))
-    assert len(re.findall(rf"<<<END ANSWER [A-Z] {nonce}>>>", synth_prompt)) == 3
+    assert closing_delimiters(synth_prompt, nonce) == 3
 
 
 # ----- 12. client credentials are not forwarded ------------------------------------------------------------

@@ -13,9 +13,10 @@ import pytest
 from litellm_fusion._core.errors import PanelFailedError
 from litellm_fusion._core.processes import free_port
 from litellm_fusion.cli import commands as cli
+from litellm_fusion.cli import demo
 from litellm_fusion.testing import Script, ScriptedServer
 
-PANEL_MODELS = [model for model, _, _ in cli.DEMO_PANEL]
+PANEL_MODELS = [model for model, _, _ in demo.DEMO_PANEL]
 WRONG_MODEL = "openai/gpt-4.1-nano"  # the scripted member that answers $513
 PROVIDER_KEYS = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"]
 
@@ -41,8 +42,8 @@ def _letters(out: str) -> dict[str, str]:
 def test_demo_prints_panel_analysis_answer_and_cost(capsys):
     assert cli.main(["demo", "--scripted"]) == 0
     out = capsys.readouterr().out
-    assert cli.DEMO_QUESTION[:60] in out
-    assert out.count(cli.DEMO_FINAL) == 1
+    assert demo.DEMO_QUESTION[:60] in out
+    assert out.count(demo.DEMO_FINAL) == 1
     letters = _letters(out)
     assert sorted(letters) == sorted(PANEL_MODELS) and sorted(letters.values()) == ["A", "B", "C"]
     for section in ("Consensus:", "Contradictions:", "Partial coverage:", "Unique insights:", "Blind spots:"):
@@ -61,10 +62,10 @@ def test_demo_stream_writes_the_answer_incrementally(monkeypatch, capsys):
     monkeypatch.setattr(sys.stdout, "write", lambda text: (writes.append(text), real_write(text))[1])
     assert cli.main(["demo", "--scripted", "--stream"]) == 0
     out = capsys.readouterr().out
-    assert out.count(cli.DEMO_FINAL) == 1
-    assert out.index(cli.DEMO_FINAL) < out.index("\nPanel (")  # answer first, report from the stream's trace
-    pieces = [w for w in writes if w.strip() and w in cli.DEMO_FINAL]
-    assert len(pieces) > 5 and "".join(pieces).startswith(cli.DEMO_FINAL[:40])
+    assert out.count(demo.DEMO_FINAL) == 1
+    assert out.index(demo.DEMO_FINAL) < out.index("\nPanel (")  # answer first, report from the stream's trace
+    pieces = [w for w in writes if w.strip() and w in demo.DEMO_FINAL]
+    assert len(pieces) > 5 and "".join(pieces).startswith(demo.DEMO_FINAL[:40])
     assert sorted(_letters(out)) == sorted(PANEL_MODELS)
     assert "\n  Contradictions:\n" in out and _cost(out) > 0.001
 
@@ -74,9 +75,9 @@ def test_demo_json_is_the_trace(capsys):
     trace = json.loads(capsys.readouterr().out)
     assert len(trace["panel"]) == 3
     assert [m["model"] for m in trace["panel"]] == PANEL_MODELS and all(m["status"] == "ok" for m in trace["panel"])
-    assert trace["answer"] == cli.DEMO_FINAL
+    assert trace["answer"] == demo.DEMO_FINAL
     assert trace["judge"]["status"] == "ok" and trace["judge"]["structured_output"] == "json_schema"
-    assert trace["synthesizer"]["model"] == cli.DEMO_SYNTHESIZER and not trace["degraded"]
+    assert trace["synthesizer"]["model"] == demo.DEMO_SYNTHESIZER and not trace["degraded"]
     stances = {s["model"]: s["stance"] for s in trace["analysis"]["contradictions"][0]["stances"]}
     assert set(stances) == set(PANEL_MODELS) and "wrong" in stances[WRONG_MODEL]
     parts = [m["cost"] for m in trace["panel"]] + [trace["judge"]["cost"], trace["synthesizer"]["cost"]]

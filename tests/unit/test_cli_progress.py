@@ -14,11 +14,11 @@ import time
 import pytest
 
 from litellm_fusion._engine import progress as p
-from litellm_fusion.cli import commands as cli
+from litellm_fusion.cli import demo
 from litellm_fusion.cli.progress_board import Board
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-PANEL = [model for model, _, _ in cli.DEMO_PANEL]
+PANEL = [model for model, _, _ in demo.DEMO_PANEL]
 
 
 def _env() -> dict[str, str]:
@@ -68,7 +68,7 @@ def test_demo_on_a_terminal_shows_each_member_change_live_then_the_report():
     assert re.search(r"judge +openai/gpt-4o +done +\d+\.\d s, \d+ tokens, 2 agreed, 1 contested", plain)
     assert re.search(r"writer +openai/gpt-4.1 +writing", plain) and re.search(r"writer +openai/gpt-4.1 +done", plain)
     # stdout (a pipe) has the report and nothing of the board.
-    assert out.count(cli.DEMO_FINAL) == 1 and "\nPanel (3 models" in out
+    assert out.count(demo.DEMO_FINAL) == 1 and "\nPanel (3 models" in out
     assert "fusion progress" not in out and "\x1b" not in out
 
 
@@ -76,18 +76,18 @@ def test_stream_on_a_terminal_stops_the_board_before_the_answer():
     out, err, code = _run_with_tty_stderr("demo", "--scripted", "--stream")
     assert code == 0, err
     assert re.search(r"writer +openai/gpt-4.1 +writing", ANSI.sub("", err)), ANSI.sub("", err)
-    assert out.index("Final answer (streaming") < out.index(cli.DEMO_FINAL) < out.index("\nPanel ("), out
+    assert out.index("Final answer (streaming") < out.index(demo.DEMO_FINAL) < out.index("\nPanel ("), out
     assert "\x1b" not in out, out
 
 
 def test_json_on_a_terminal_and_pipes_stay_clean():
     out, err, code = _run_with_tty_stderr("demo", "--scripted", "--json")
-    assert code == 0 and json.loads(out)["answer"] == cli.DEMO_FINAL
+    assert code == 0 and json.loads(out)["answer"] == demo.DEMO_FINAL
     assert "fusion progress" not in err and "running" not in err
     piped = subprocess.run(
         [sys.executable, "-m", "litellm_fusion", "demo", "--scripted"], capture_output=True, text=True, env=_env(), timeout=120
     )
-    assert piped.returncode == 0 and piped.stdout.count(cli.DEMO_FINAL) == 1
+    assert piped.returncode == 0 and piped.stdout.count(demo.DEMO_FINAL) == 1
     assert "fusion progress" not in piped.stderr and "\x1b" not in piped.stderr + piped.stdout
 
 

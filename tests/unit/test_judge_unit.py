@@ -7,11 +7,11 @@ import json
 import httpx
 import litellm
 import pytest
-from fakes import FakeCompletion, Reply, error
 
 from litellm_fusion._core.usage import UsageLedger
 from litellm_fusion._engine.judge import analyse, parse_analysis
 from litellm_fusion._spec.config import FusionSpec
+from litellm_fusion.testing import FakeCompletion, Reply, upstream_error
 
 GOOD = {
     "consensus": ["x is 4"],
@@ -82,7 +82,7 @@ async def test_structured_output_is_requested_when_the_model_supports_it():
 
 
 async def test_backend_refusals_degrade_json_schema_to_json_object_to_prompt():
-    refused = error(litellm.BadRequestError, "response_format not supported")
+    refused = upstream_error(litellm.BadRequestError, "response_format not supported")
     fake = FakeCompletion({"openai/gpt-4o": [Reply(error=refused), Reply(json.dumps(GOOD))]})
     outcome = await run_judge(fake)
     assert outcome.failed_reason is None and outcome.structured_output == "json_object"
@@ -119,7 +119,7 @@ async def test_other_refusals_of_json_schema_degrade_like_a_400(refusal):
 
 
 async def test_a_plain_500_is_an_upstream_error_not_a_refusal():
-    fake = FakeCompletion({"openai/gpt-4o": [Reply(error=error(litellm.InternalServerError, "overloaded")), Reply(json.dumps(GOOD))]})
+    fake = FakeCompletion({"openai/gpt-4o": [Reply(error=upstream_error(litellm.InternalServerError, "overloaded")), Reply(json.dumps(GOOD))]})
     outcome = await run_judge(fake)
     assert outcome.failed_reason == "upstream_error" and len(fake.calls) == 1
 
@@ -135,7 +135,7 @@ def test_output_modes_per_setting():
 
 
 async def test_a_context_window_error_is_not_mistaken_for_a_refusal():
-    too_long = error(litellm.ContextWindowExceededError, "context length exceeded")
+    too_long = upstream_error(litellm.ContextWindowExceededError, "context length exceeded")
     fake = FakeCompletion({"openai/gpt-4o": [Reply(error=too_long), Reply(json.dumps(GOOD))]})
     outcome = await run_judge(fake)
     assert outcome.failed_reason == "upstream_error" and len(fake.calls) == 1
@@ -159,8 +159,8 @@ async def test_unknown_model_gets_json_object_with_schema_and_one_repair():
         ([Reply("prose"), Reply("still prose")], "not_valid_json"),
         ([Reply('{"consensus": 1}'), Reply('{"consensus": 1}')], "schema_mismatch"),
         ([Reply("")], "empty"),
-        ([Reply(error=error(litellm.InternalServerError))], "upstream_error"),
-        ([Reply(error=error(litellm.Timeout))], "timeout"),
+        ([Reply(error=upstream_error(litellm.InternalServerError))], "upstream_error"),
+        ([Reply(error=upstream_error(litellm.Timeout))], "timeout"),
     ],
 )
 async def test_judge_failures_are_typed_and_never_raise(replies, reason):

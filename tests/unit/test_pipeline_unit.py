@@ -8,12 +8,12 @@ import time
 
 import litellm
 import pytest
-from fakes import FakeCompletion, Reply, error
 
 from litellm_fusion._core.errors import FusionTimeoutError, PanelFailedError, SynthesisFailedError
 from litellm_fusion._engine.pipeline import FusionDone, FusionRequest, run_fusion, stream_fusion
 from litellm_fusion._engine.progress import ProgressEvent
 from litellm_fusion._spec.config import FusionSpec
+from litellm_fusion.testing import FakeCompletion, Reply, upstream_error
 
 ANALYSIS = json.dumps({"consensus": ["c"], "contradictions": [], "partial_coverage": [], "unique_insights": [], "blind_spots": []})
 MESSAGES = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "2+2?"}]
@@ -64,7 +64,7 @@ async def test_client_parameters_reach_only_the_synthesizer():
 
 
 async def test_one_failed_member_is_recorded_and_does_not_sink_the_request():
-    seam = fake(**{"openai/c": Reply(error=error(litellm.RateLimitError, "slow down"))})
+    seam = fake(**{"openai/c": Reply(error=upstream_error(litellm.RateLimitError, "slow down"))})
     result = await run_fusion(request(), complete=seam)
     trace = result.trace
     failed = [p for p in trace["panel"] if p["model"] == "openai/c"][0]
@@ -76,7 +76,7 @@ async def test_one_failed_member_is_recorded_and_does_not_sink_the_request():
 
 
 async def test_below_quorum_is_a_503_listing_each_member_and_never_calls_the_judge():
-    boom = Reply(error=error(litellm.InternalServerError, "upstream exploded"))
+    boom = Reply(error=upstream_error(litellm.InternalServerError, "upstream exploded"))
     seam = fake(**{"openai/a": boom, "openai/b": boom})
     with pytest.raises(PanelFailedError) as info:
         await run_fusion(request(min_quorum=2), complete=seam)
@@ -89,7 +89,7 @@ async def test_below_quorum_is_a_503_listing_each_member_and_never_calls_the_jud
 
 
 async def test_judge_failure_still_synthesizes_from_raw_answers():
-    seam = fake(**{"openai/judge": Reply(error=error(litellm.InternalServerError))})
+    seam = fake(**{"openai/judge": Reply(error=upstream_error(litellm.InternalServerError))})
     result = await run_fusion(request(), complete=seam)
     assert result.trace["judge_failed"] == "upstream_error" and result.trace["analysis"] is None
     brief = [c for c in seam.calls if c["model"] == "openai/writer"][0]["messages"][0]["content"]
@@ -99,7 +99,7 @@ async def test_judge_failure_still_synthesizes_from_raw_answers():
 async def test_synthesizer_failure_falls_back_to_the_judge_model_once():
     seam = fake(
         **{
-            "openai/writer": Reply(error=error(litellm.InternalServerError, "writer down")),
+            "openai/writer": Reply(error=upstream_error(litellm.InternalServerError, "writer down")),
             "openai/judge": [Reply(ANALYSIS), Reply("fallback answer")],
         }
     )
@@ -111,7 +111,7 @@ async def test_synthesizer_failure_falls_back_to_the_judge_model_once():
 
 
 async def test_synthesizer_and_fallback_failing_is_a_503():
-    down = Reply(error=error(litellm.InternalServerError, "down"))
+    down = Reply(error=upstream_error(litellm.InternalServerError, "down"))
     seam = fake(**{"openai/writer": down, "openai/judge": [Reply(ANALYSIS), down]})
     with pytest.raises(SynthesisFailedError) as info:
         await run_fusion(request(), complete=seam)
@@ -154,7 +154,7 @@ async def test_stream_yields_synthesizer_chunks_then_the_sums():
 
 async def test_stream_synthesizer_failure_before_first_chunk_falls_back():
     seam = fake(
-        **{"openai/writer": Reply(error=error(litellm.InternalServerError)), "openai/judge": [Reply(ANALYSIS), Reply("from judge")]}
+        **{"openai/writer": Reply(error=upstream_error(litellm.InternalServerError)), "openai/judge": [Reply(ANALYSIS), Reply("from judge")]}
     )
     items = [item async for item in stream_fusion(request(), complete=seam) if not isinstance(item, ProgressEvent)]
     assert "".join(c.choices[0].delta.content or "" for c in items[:-1]) == "from judge"
@@ -186,7 +186,7 @@ async def test_no_grace_waits_for_every_member():
 
 
 async def test_unreachable_quorum_fails_fast_without_waiting_for_stragglers():
-    boom = Reply(error=error(litellm.InternalServerError))
+    boom = Reply(error=upstream_error(litellm.InternalServerError))
     seam = fake(**{"openai/a": boom, "openai/b": boom, "openai/c": Reply("slow", delay=5)})
     started = time.perf_counter()
     with pytest.raises(PanelFailedError) as info:

@@ -7,12 +7,12 @@ import asyncio
 import json
 
 import pytest
-from fakes import FakeCompletion, Reply, error
 
 from litellm_fusion._engine import progress as p
 from litellm_fusion._engine.pipeline import FusionDone, FusionRequest, run_fusion, stream_fusion
 from litellm_fusion._host.provider import generic_stream
 from litellm_fusion._spec.config import FusionSpec
+from litellm_fusion.testing import FakeCompletion, Reply, upstream_error
 
 ANALYSIS = json.dumps(
     {
@@ -35,7 +35,7 @@ def fake(**overrides) -> FakeCompletion:
     script = {
         "openai/a": Reply("4", delay=0.05),
         "openai/b": Reply("four", delay=0.1),
-        "openai/c": Reply(error=error(message="rate limited\n![x](http://evil.example/p.png)")),
+        "openai/c": Reply(error=upstream_error(message="rate limited\n![x](http://evil.example/p.png)")),
         "openai/judge": Reply(ANALYSIS),
         "openai/writer": Reply("The answer is 4."),
     }

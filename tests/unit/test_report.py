@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-from fakes import FakeCompletion, Reply
 from report_fixtures import JS_URL, SCRIPT_PAYLOAD, SECTIONS, Dom, eval_data, hostile_trace, sample_trace
 
 from litellm_fusion._core.usage import UsageLedger
@@ -17,9 +16,11 @@ from litellm_fusion._spec.config import FusionSpec, WebSpec
 from litellm_fusion._web.search import SearchHit, SearchOutcome
 from litellm_fusion._web.tools import MemberToolbox
 from litellm_fusion.cli import commands as cli
+from litellm_fusion.cli import demo
 from litellm_fusion.report import TraceFormatError, eval_page, report_input, trace_page
 from litellm_fusion.report.html import safe_href
 from litellm_fusion.report.timeline import timeline_of
+from litellm_fusion.testing import FakeCompletion, Reply
 
 ANALYSIS = json.dumps(
     {
@@ -230,7 +231,7 @@ def test_demo_html_and_report_of_its_json(tmp_path: Path, capsys):
     out = capsys.readouterr()
     json_file.write_text(out.out)
     data = json.loads(out.out)
-    assert data["question"] == cli.DEMO_QUESTION and data["answer"] == cli.DEMO_FINAL
+    assert data["question"] == demo.DEMO_QUESTION and data["answer"] == demo.DEMO_FINAL
     assert f"wrote the HTML report to {html_file}" in out.err
     page = html_file.read_text()
     assert Dom(page).ids()[: len(SECTIONS)] == SECTIONS
@@ -326,9 +327,9 @@ def test_a_malformed_trace_still_renders():
 def test_a_streamed_demo_writes_its_report_too(tmp_path: Path, capsys):
     page_file = tmp_path / "stream.html"
     assert cli.main(["demo", "--scripted", "--stream", "--html", str(page_file)]) == 0
-    assert cli.DEMO_FINAL.splitlines()[0] in capsys.readouterr().out  # streamed as before
+    assert demo.DEMO_FINAL.splitlines()[0] in capsys.readouterr().out  # streamed as before
     page = page_file.read_text()
-    assert cli.DEMO_FINAL.splitlines()[0] in page and 'class="span synthesizer"' in page and "Approximate" not in page
+    assert demo.DEMO_FINAL.splitlines()[0] in page and 'class="span synthesizer"' in page and "Approximate" not in page
 
 
 def test_a_summary_trace_says_the_answers_were_not_exposed():

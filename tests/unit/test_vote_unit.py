@@ -8,7 +8,6 @@ import re
 from typing import Any
 
 import pytest
-from fakes import FakeCompletion, Reply, error
 
 from litellm_fusion._core.errors import FusionConfigError
 from litellm_fusion._core.usage import UsageLedger
@@ -16,6 +15,7 @@ from litellm_fusion._engine.judge import analyse
 from litellm_fusion._engine.pipeline import FusionRequest, run_fusion
 from litellm_fusion._engine.vote import claim_key, count_vote, final_claim
 from litellm_fusion._spec.config import FusionSpec, PresetStore
+from litellm_fusion.testing import CallInfo, FakeCompletion, Reply, upstream_error
 
 EMPTY = {"consensus": [], "contradictions": [], "partial_coverage": [], "unique_insights": [], "blind_spots": []}
 
@@ -146,7 +146,7 @@ async def test_aggregation_off_asks_for_no_checks_and_counts_no_vote():
 
 
 async def test_a_failed_judge_still_counts_the_vote_from_the_answers():
-    fake = FakeCompletion({"openai/gpt-4o": Reply(error=error())})
+    fake = FakeCompletion({"openai/gpt-4o": Reply(error=upstream_error())})
     outcome = await judge(fake, answers("5", "5", "7"))
     assert outcome.failed_reason == "upstream_error"
     assert outcome.vote.recommendation == "trust_majority" and set(outcome.vote.verdicts.values()) == {"unsure"}
@@ -159,17 +159,13 @@ def test_aggregation_is_validated():
 
 # ----- through the pipeline -----------------------------------------------------------------------
 
-BLOCK = re.compile(r"<<<ANSWER ([A-Z]) (\w+)>>>\n(.*?)\n<<<END ANSWER", re.S)
-
-
 def judging(verdict_of: dict[str, str]):
     """A judge reply built from the prompt it gets: each answer checked by its claim (letters are shuffled)."""
 
-    def reply(kwargs: dict[str, Any]) -> str:
-        prompt = kwargs["messages"][1]["content"]
+    def reply(call: CallInfo) -> str:
         checks = [
             {"answer": letter, "final": final_claim(text), "verdict": verdict_of[final_claim(text)], "check": "-"}
-            for letter, _nonce, text in BLOCK.findall(prompt)
+            for letter, text in call.answers.items()
         ]
         return json.dumps({"answers": checks, **EMPTY})
 
