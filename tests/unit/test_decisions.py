@@ -97,13 +97,13 @@ def test_eval_command_prints_and_writes_the_decision_table(tmp_path: Path, capsy
 
     from litellm_fusion._engine.invocation import FUSION_TOOL_NAME
     from litellm_fusion.evaluation import cli as eval_cli
-    from litellm_fusion.testing import Script, ScriptedServer
+    from litellm_fusion.testing import Script, ScriptedServer, stage_of
 
     def question(body: dict) -> str:
         return next(m["content"] for m in body["messages"] if m["role"] == "user")
 
     def writer(body: dict) -> str:
-        if body.get("response_format"):
+        if stage_of(body) == "judge":
             return judge_text(body)
         if body.get("tools") and question(body).startswith("hard"):
             return json.dumps({"name": FUSION_TOOL_NAME, "arguments": {}})  # a tool call written as text

@@ -39,7 +39,7 @@ from litellm_fusion.evaluation import (
 from litellm_fusion.evaluation import cli as eval_cli
 from litellm_fusion.evaluation.configs import DATA_DIR, expand_env
 from litellm_fusion.evaluation.question_files import dumps_questions
-from litellm_fusion.testing import Script, ScriptedServer
+from litellm_fusion.testing import Script, ScriptedServer, stage_of
 
 ROOT = Path(__file__).resolve().parents[2]
 ARITHMETIC = DATA_DIR / "arithmetic.jsonl"
@@ -520,7 +520,7 @@ def cli_server(monkeypatch):
         "gpt-4o-mini": Script(text=scripted_reply({1, 2, 3, 4, 5, 6})),
         "gpt-4.1-nano": Script(text=scripted_reply(set())),
         "gpt-4.1-mini": Script(text=scripted_reply({1, 2})),
-        "gpt-4o": Script(text=lambda body: judge_text(body) if body.get("response_format") else scripted_reply(set(range(1, 9)))(body)),
+        "gpt-4o": Script(text=lambda body: judge_text(body) if stage_of(body) == "judge" else scripted_reply(set(range(1, 9)))(body)),
     }
     with ScriptedServer(scripts) as server:
         monkeypatch.setenv("EVAL_TEST_BASE", server.base_url)
