@@ -1,5 +1,6 @@
-"""The ``litellm-fusion`` command: ``demo``, ``ask``, ``presets`` (``commands``), the live progress board
-(``progress_board``), and the ``local``, ``eval`` and ``report`` subcommands of the packages that own them.
+"""The ``litellm-fusion`` command: ``demo``, ``ask``, ``presets`` (``commands``: arguments and dispatch), the
+scripted demo's question, answers and judge (``demo``), the live progress board (``progress_board``), and the
+``local``, ``eval`` and ``report`` subcommands of the packages that own them.
 
 May import: the public ``litellm_fusion`` surface and every package below it.
 """

@@ -20,6 +20,7 @@ from litellm_fusion.cli.demo import DEMO_QUESTION
 
 __all__ = ["main"]
 
+
 def _missing_keys(spec: Any) -> list[str]:
     """Provider env vars the spec's members need and the environment lacks (explicit api_key skips the check)."""
     import litellm

@@ -32,13 +32,17 @@ def _opening(template: str) -> str:
 _OPENINGS = [(stage, _opening(template)) for stage, templates in prompts.STAGE_SYSTEMS.items() for template in templates]
 
 
-def _field(template: str, name: str, pattern: str) -> str:
-    return template.replace(re.escape("{" + name + "}"), pattern)
+def _as_regex(template: str, **groups: str) -> str:
+    """The template as a regex matching it literally, with each format field replaced by its group."""
+    pattern = re.escape(template)
+    for name, group in groups.items():
+        pattern = pattern.replace(re.escape("{" + name + "}"), group)
+    return pattern
 
 
 def _block_pattern() -> re.Pattern[str]:
-    opening = _field(_field(re.escape(prompts.ANSWER_OPEN), "letter", r"(?P<letter>[A-Z])"), "nonce", r"(?P<nonce>\w+)")
-    closing = _field(_field(re.escape(prompts.ANSWER_CLOSE), "letter", r"(?P=letter)"), "nonce", r"(?P=nonce)")
+    opening = _as_regex(prompts.ANSWER_OPEN, letter=r"(?P<letter>[A-Z])", nonce=r"(?P<nonce>\w+)")
+    closing = _as_regex(prompts.ANSWER_CLOSE, letter=r"(?P=letter)", nonce=r"(?P=nonce)")
     # The writer puts each answer on its own lines between the two delimiters.
     return re.compile(f"{opening}\n(?P<text>.*?)\n{closing}", re.S)
 
@@ -49,7 +53,7 @@ _BLOCK = _block_pattern()
 def _messages(request: Any) -> list[dict[str, Any]]:
     """The messages of a RecordedRequest, a request body or call kwargs (a mapping), or a message list."""
     body = getattr(request, "body", request)  # a RecordedRequest carries the parsed body
-    messages = body.get("messages") if isinstance(body, Mapping) else body
+    messages = (body.get("messages") or []) if isinstance(body, Mapping) else body
     if not isinstance(messages, Sequence) or isinstance(messages, str):
         raise TypeError(f"expected a request (a RecordedRequest, a body or call kwargs with 'messages') or a message list, got {type(request).__name__}")
     return [m for m in messages if isinstance(m, Mapping)]
