@@ -126,7 +126,7 @@ async def section_fusion(base: str, reps: int) -> list[dict[str, Any]]:
     import litellm
 
     import litellm_fusion
-    from litellm_fusion.cli.commands import DEMO_QUESTION
+    from litellm_fusion.cli.demo import DEMO_QUESTION
 
     litellm.suppress_debug_info = True
     litellm_fusion.register()
