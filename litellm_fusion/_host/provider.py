@@ -7,13 +7,11 @@ arguments into a :class:`~litellm_fusion._engine.pipeline.FusionRequest` and the
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import os
-import threading
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import litellm
 from litellm import CustomLLM
@@ -27,54 +25,12 @@ from litellm_fusion._engine.progress import ProgressEvent, current_listener, pro
 from litellm_fusion._host.clients import exposed_trace
 from litellm_fusion._host.request import build_request
 from litellm_fusion._host.routing import proxy_router, routed_complete
+from litellm_fusion._host.sync import iterate_sync, run_sync
 from litellm_fusion._host.tenancy import SpendGuard, admit, charge_failure, record_spend
 from litellm_fusion._spec.config import PresetStore
 from litellm_fusion._web.tools import FetcherFactory
 
 __all__ = ["FusionLLM", "fusion_llm", "register"]
-
-T = TypeVar("T")
-
-
-class _LoopThread:
-    """One long-lived event loop on a daemon thread, for the sync entry points.
-
-    LiteLLM caches async HTTP clients per event loop; a fresh ``asyncio.run`` per call would strand them.
-    """
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock = threading.Lock()
-
-    def loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                self._loop = asyncio.new_event_loop()
-                threading.Thread(target=self._loop.run_forever, name="litellm-fusion-sync", daemon=True).start()
-            return self._loop
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        # Under the caller's context, so a `progress.listening` block around a sync call reaches the handler.
-        return asyncio.run_coroutine_threadsafe(_in_context(coro, contextvars.copy_context()), self.loop()).result()
-
-    def iterate(self, agen: AsyncIterator[T]) -> Iterator[T]:
-        try:
-            while True:
-                try:
-                    yield self.run(agen.__anext__())  # type: ignore[arg-type]
-                except StopAsyncIteration:
-                    return
-        finally:
-            aclose = getattr(agen, "aclose", None)
-            if aclose is not None:
-                self.run(aclose())
-
-
-async def _in_context(coro: Coroutine[Any, Any, T], context: contextvars.Context) -> T:
-    return await asyncio.get_running_loop().create_task(coro, context=context)
-
-
-_SYNC = _LoopThread()
 
 # Set while a fusion call runs: a nested call that reaches fusion again (a proxy model_name that is
 # itself a fusion deployment, say) is refused instead of fanning out recursively.
@@ -324,12 +280,12 @@ class FusionLLM(CustomLLM):
             await events.aclose()
 
     def completion(self, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
-        """Sync twin of :meth:`acompletion`, run on a private event loop thread."""
-        return _SYNC.run(self.acompletion(**kwargs))
+        """Sync twin of :meth:`acompletion`, run on the shared event loop thread (:mod:`~litellm_fusion._host.sync`)."""
+        return run_sync(self.acompletion(**kwargs))
 
     def streaming(self, **kwargs: Any) -> Iterator[GenericStreamingChunk | ModelResponseStream]:  # type: ignore[override]
         """Sync twin of :meth:`astreaming`."""
-        return _SYNC.iterate(self.astreaming(**kwargs))
+        return iterate_sync(self.astreaming(**kwargs))
 
 
 fusion_llm = FusionLLM()

@@ -25,6 +25,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Any
 
+from litellm_fusion._host.sync import run_sync
 from litellm_fusion.evaluation import graders, stats
 from litellm_fusion.evaluation.configs import DEFAULT_TIMEOUT, ConfigError, EvalConfig, parse_config, parse_configs, resolve_data_path
 from litellm_fusion.evaluation.results import ConfigSummary, EvalReport, Question, QuestionResult, load_questions
@@ -413,9 +414,8 @@ def run_eval(
         pass
     else:
         raise RuntimeError("run_eval() blocks; inside an event loop use `await arun_eval(...)`")
-    from litellm_fusion._host.provider import _SYNC  # LiteLLM's async clients are cached per loop: reuse the one long-lived loop
-
-    return _SYNC.run(
+    # LiteLLM's async clients are cached per loop: run on the provider's long-lived loop, not a fresh one.
+    return run_sync(
         arun_eval(
             questions_path,
             configs,
