@@ -115,7 +115,7 @@ def _summed(member: MemberSpec, records: tuple[CallRecord, ...]) -> CallRecord |
     )
 
 
-async def _ask(
+async def _call_member(
     index: int,
     member: MemberSpec,
     *,
@@ -126,6 +126,7 @@ async def _ask(
     secrets: tuple[str, ...],
     progress: Progress,
 ) -> MemberOutcome:
+    """One member's call under its own deadline; a failure comes back as the outcome's status, not raised."""
     limit = min(member.timeout, timeout) if member.timeout else timeout
     kwargs = member_kwargs(member, spec, messages, default_temperature=spec.temperature)
     started = time.perf_counter()
@@ -216,7 +217,7 @@ async def run_panel(
     started_ms = round((started - progress.started) * 1000, 1)
     tasks = {
         asyncio.create_task(
-            _ask(i, member, spec=spec, messages=messages, answer=answer, timeout=timeout, secrets=secrets, progress=progress),
+            _call_member(i, member, spec=spec, messages=messages, answer=answer, timeout=timeout, secrets=secrets, progress=progress),
             name=f"fusion-panel-{i}-{member.model}",
         ): i
         for i, member in enumerate(spec.panel)

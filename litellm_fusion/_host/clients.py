@@ -18,7 +18,19 @@ from litellm_fusion._spec.config import EXPOSURE_LEVELS, FusionSpec, map_openrou
 __all__ = ["CLIENT_FIELDS", "CLIENT_MEMBER_FIELDS", "CLIENT_WEB_FIELDS", "openrouter_overrides", "ClientVetter", "exposed_trace"]
 
 CLIENT_FIELDS = frozenset(
-    {"panel", "judge", "synthesizer", "temperature", "max_completion_tokens", "timeout", "min_quorum", "expose", "invocation", "progress", "web"}
+    {
+        "panel",
+        "judge",
+        "synthesizer",
+        "temperature",
+        "max_completion_tokens",
+        "timeout",
+        "min_quorum",
+        "expose",
+        "invocation",
+        "progress",
+        "web",
+    }
 )
 """Spec fields a proxy client may override (of ``web``, only ``max_tool_calls``, and only lower)."""
 
@@ -27,6 +39,7 @@ CLIENT_WEB_FIELDS = frozenset({"max_tool_calls"})
 
 CLIENT_MEMBER_FIELDS = frozenset({"model", "temperature", "top_p", "max_tokens"})
 """Member fields a proxy client may set; endpoints, keys and raw LiteLLM params stay with the proxy."""
+
 
 def openrouter_overrides(plugins: Any) -> dict[str, Any]:
     """Map OpenRouter's ``plugins: [{"id": "fusion", "analysis_models": [...], "model": judge, ...}]``.

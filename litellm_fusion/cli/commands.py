@@ -164,7 +164,7 @@ def _call(
     return "".join(parts), trace
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _demo_command(args: argparse.Namespace) -> int:
     from litellm_fusion import local
 
     use_local = args.local or (not args.scripted and local.local_models_available())
@@ -222,7 +222,7 @@ def _scripted_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ask(args: argparse.Namespace) -> int:
+def _ask_command(args: argparse.Namespace) -> int:
     import litellm_fusion
 
     overrides = json.loads(args.fusion) if args.fusion else {}
@@ -236,7 +236,7 @@ def _ask(args: argparse.Namespace) -> int:
     return 0
 
 
-def _presets(args: argparse.Namespace) -> int:
+def _presets_command(args: argparse.Namespace) -> int:
     from litellm_fusion import FusionSpec, PresetStore
 
     store = PresetStore()
@@ -248,19 +248,19 @@ def _presets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _local(args: argparse.Namespace) -> int:
+def _local_command(args: argparse.Namespace) -> int:
     from litellm_fusion.local.cli import main as local_main
 
     return local_main(args)
 
 
-def _report_cmd(args: argparse.Namespace) -> int:
+def _report_command(args: argparse.Namespace) -> int:
     from litellm_fusion.report.cli import report_command
 
     return report_command(args)
 
 
-def _eval(args: argparse.Namespace) -> int:
+def _eval_command(args: argparse.Namespace) -> int:
     from litellm_fusion.evaluation.cli import eval_command
 
     return eval_command(args)
@@ -318,7 +318,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("demo", "presets", "local", "eval"):
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # offline: no price-map download
     try:
-        commands = {"demo": _demo, "ask": _ask, "presets": _presets, "local": _local, "eval": _eval, "report": _report_cmd}
+        commands = {
+            "demo": _demo_command,
+            "ask": _ask_command,
+            "presets": _presets_command,
+            "local": _local_command,
+            "eval": _eval_command,
+            "report": _report_command,
+        }
         return commands[args.command](args)
     except Exception as exc:
         # FusionError subclasses LiteLLM's exceptions; matching by module also covers a FusionError raised

@@ -46,7 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         action="store_true",
         help="ask nothing: write the tables from OUT/results.jsonl, over the questions every configuration has answered",
     )
-    parser.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="a note kept in results.json, e.g. server=llama-server")
+    parser.add_argument(
+        "--meta", action="append", default=[], metavar="KEY=VALUE", help="a note kept in results.json, e.g. server=llama-server"
+    )
     parser.add_argument("--concurrency", type=int, help="calls in flight, questions taken in order (default: the file's, else 2)")
     parser.add_argument("--only", help="comma-separated configuration names to run (default: all)")
     parser.add_argument("--timeout", type=float, help="seconds per call (default: the file's, else 300)")
@@ -78,7 +80,9 @@ def _source_commit() -> dict[str, Any]:
     root = Path(__file__).resolve().parent.parent.parent
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return {}
     return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}

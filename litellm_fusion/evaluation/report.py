@@ -16,7 +16,17 @@ from typing import Any
 
 from litellm_fusion.evaluation.results import ConfigSummary, EvalReport
 
-__all__ = ["Column", "COLUMNS", "OUTCOME_COLUMNS", "PlotUnavailable", "PLOT_HINT", "markdown_table", "markdown_report", "plot", "write_outputs"]
+__all__ = [
+    "Column",
+    "COLUMNS",
+    "OUTCOME_COLUMNS",
+    "PlotUnavailable",
+    "PLOT_HINT",
+    "markdown_table",
+    "markdown_report",
+    "plot",
+    "write_outputs",
+]
 
 PLOT_HINT = "pip install 'litellm-fusion[eval]'"
 
@@ -25,7 +35,7 @@ class PlotUnavailable(ImportError):
     """matplotlib is not installed (the table and the JSON do not need it)."""
 
 
-def _cost(s: ConfigSummary) -> str:
+def _cost_text(s: ConfigSummary) -> str:
     text = f"${s.total_cost:.4f}" if s.total_cost >= 0.01 or s.total_cost == 0 else f"${s.total_cost:.6f}"
     if s.unpriced:
         return f"≥{text} (unpriced calls)" if s.total_cost else "unpriced"
@@ -74,7 +84,7 @@ COLUMNS: list[Column] = [
     Column("panel vote", _fusion_count("vote_correct")),
     Column("vs best solo W/L/T (McNemar p)", _paired),
     Column("mean tokens", lambda s: "-" if s.mean_tokens is None else f"{s.mean_tokens:,.0f}"),
-    Column("total cost", _cost),
+    Column("total cost", _cost_text),
     Column("p50 latency", lambda s: _secs(s.p50_latency_ms)),
     Column("errors", lambda s: str(s.errors)),
 ]

@@ -111,7 +111,7 @@ async def _call(config: EvalConfig, messages: list[dict[str, Any]], timeout: flo
     return response, (time.perf_counter() - started) * 1000
 
 
-def _cost(config: EvalConfig, response: Any, prompt: int, completion: int) -> tuple[float | None, bool]:
+def _call_cost(config: EvalConfig, response: Any, prompt: int, completion: int) -> tuple[float | None, bool]:
     """(USD, unpriced) of a successful call."""
     hidden = getattr(response, "_hidden_params", None) or {}
     if config.kind == "fusion":
@@ -132,7 +132,9 @@ def _cost(config: EvalConfig, response: Any, prompt: int, completion: int) -> tu
     return cost, cost is None
 
 
-async def _ask(config: EvalConfig, question: Question, *, timeout: float, grader: EvalConfig | None) -> tuple[QuestionResult, bool]:
+async def _ask_and_grade(
+    config: EvalConfig, question: Question, *, timeout: float, grader: EvalConfig | None
+) -> tuple[QuestionResult, bool]:
     """One question through one configuration, graded; also whether its cost is unknown."""
     result = QuestionResult(config=config.name, id=question.id, grader=question.grader, expected=question.answer, correct=False)
     messages = [{"role": "user", "content": question.question}]
@@ -148,7 +150,7 @@ async def _ask(config: EvalConfig, question: Question, *, timeout: float, grader
             _vote_outcome(result)
         return result, unpriced
     prompt, completion = _usage(response)
-    cost, unpriced = _cost(config, response, prompt, completion)
+    cost, unpriced = _call_cost(config, response, prompt, completion)
     reply = (response.choices[0].message.content if response.choices else None) or ""
     result.answer, result.latency_ms = reply, round(latency_ms, 1)
     result.prompt_tokens, result.completion_tokens, result.total_tokens, result.cost = prompt, completion, prompt + completion, cost
@@ -167,7 +169,7 @@ async def _ask(config: EvalConfig, question: Question, *, timeout: float, grader
         result.error = _error(exc, "grader", grader.secrets(), grader.timeout or timeout)
         return result, unpriced
     g_prompt, g_completion = _usage(verdict_response)
-    g_cost, _ = _cost(grader, verdict_response, g_prompt, g_completion)
+    g_cost, _ = _call_cost(grader, verdict_response, g_prompt, g_completion)
     result.grader_usage = {"model": grader.model, "total_tokens": g_prompt + g_completion, "cost": g_cost}
     verdict = graders.parse_verdict(verdict_response.choices[0].message.content if verdict_response.choices else None)
     result.correct, result.extracted = verdict.correct, verdict.extracted
@@ -329,7 +331,7 @@ async def arun_eval(
 
     async def one(question: Question, config: EvalConfig) -> tuple[QuestionResult, bool]:
         async with slots:
-            outcome = await _ask(config, question, timeout=per_call, grader=grader_config)
+            outcome = await _ask_and_grade(config, question, timeout=per_call, grader=grader_config)
         if results_log is not None:
             _append(results_log, config, question, *outcome)
         if on_result is not None:

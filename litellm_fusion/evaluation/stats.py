@@ -107,4 +107,6 @@ def paired(config: str, baseline: str, mine: dict[str, bool], theirs: dict[str, 
     common = [qid for qid in mine if qid in theirs]
     won = sum(1 for q in common if mine[q] and not theirs[q])
     lost = sum(1 for q in common if theirs[q] and not mine[q])
-    return Paired(config=config, baseline=baseline, n=len(common), won=won, lost=lost, tied=len(common) - won - lost, p_value=mcnemar_exact(won, lost))
+    return Paired(
+        config=config, baseline=baseline, n=len(common), won=won, lost=lost, tied=len(common) - won - lost, p_value=mcnemar_exact(won, lost)
+    )

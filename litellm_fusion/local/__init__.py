@@ -108,6 +108,7 @@ __all__ = [
     "setup_models",
 ]
 
+
 def local_models_available(cache_dir: str | os.PathLike[str] | None = None) -> bool:
     """True when a server can be started (:func:`choose_backend`) and both models are set up and verified (cheap: no hashing)."""
     try:

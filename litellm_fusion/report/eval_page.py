@@ -10,7 +10,7 @@ from litellm_fusion.report.html import dicts, esc, num, page, secs, usd
 __all__ = ["eval_page"]
 
 
-def _cost(summary: dict[str, Any]) -> str:
+def _cost_text(summary: dict[str, Any]) -> str:
     text = usd(summary.get("total_cost"))
     if summary.get("unpriced"):
         return f"≥{text} (unpriced calls)" if num(summary.get("total_cost")) else "unpriced"
@@ -25,7 +25,7 @@ def _table(summaries: list[dict[str, Any]]) -> str:
         rows.append(
             f"<tr><td><b>{esc(s.get('name'))}</b></td><td>{esc(s.get('kind'))}</td><td class='arg'>{esc(s.get('model'))}</td>"
             f"<td class='n'>{'-' if accuracy is None else f'{accuracy:.1%}'}</td><td class='n'>{esc(s.get('correct'))}/{esc(s.get('n'))}</td>"
-            f"<td class='n'>{'-' if mean_tokens is None else f'{mean_tokens:,.0f}'}</td><td class='n'>{esc(_cost(s))}</td>"
+            f"<td class='n'>{'-' if mean_tokens is None else f'{mean_tokens:,.0f}'}</td><td class='n'>{esc(_cost_text(s))}</td>"
             f"<td class='n'>{esc(secs(s.get('p50_latency_ms')))}</td><td class='n'>{esc(s.get('errors'))}</td></tr>"
         )
     return (
