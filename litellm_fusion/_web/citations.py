@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Source", "sources_from_response", "search_requests_from_response"]
+__all__ = ["Source", "sources_from_response"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,34 +119,3 @@ def sources_from_response(response: Any) -> list[Source]:
         if titles.get(url) is None:
             titles[url] = title
     return [Source(url=url, title=title) for url, title in titles.items()]
-
-
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
-
-
-def search_requests_from_response(response: Any) -> int:
-    """How many native web searches the provider reports for ``response``; 0 if it reports none.
-
-    Sources, in order: ``usage.server_tool_use.web_search_requests`` (Anthropic, OpenRouter);
-    ``usage.prompt_tokens_details.web_search_requests`` (Gemini grounding, xAI chat);
-    ``usage.server_side_tool_usage_details.web_search_calls`` (xAI via Responses); ``usage.num_search_queries``
-    (Perplexity, kept raw by the default OpenAI-SDK path). Then, when usage carries
-    nothing: Anthropic ``web_search_calls`` and Gemini ``webSearchQueries``. The OpenAI Responses bridge drops
-    its ``web_search_call`` items, so it reports 0.
-    """
-    usage = _get(response, "usage")
-    for value in (
-        _get(_get(usage, "server_tool_use"), "web_search_requests"),
-        _get(_get(usage, "prompt_tokens_details"), "web_search_requests"),
-        _get(_get(usage, "server_side_tool_usage_details"), "web_search_calls"),
-        _get(usage, "num_search_queries"),
-    ):
-        if (count := _count(value)) is not None:
-            return count
-    calls = 0
-    for choice in _list(_get(response, "choices")):
-        calls += len(_list(_get(_get(_get(choice, "message"), "provider_specific_fields"), "web_search_calls")))
-    if calls:
-        return calls
-    return sum(len(_list(_get(m, "webSearchQueries"))) for m in _list(_from_response(response, "vertex_ai_grounding_metadata")))
