@@ -3,7 +3,7 @@
 A request to a non-fusion proxy model ``M`` with ``tools: [{"type": "openrouter:fusion", ...}]`` is
 re-pointed, before routing, at the fusion deployment marked ``model_info: {fusion_server_tool: true}``, with
 ``M`` as its synthesizer (the outer model that decides whether to call the panel). The plugin then reads the
-server tool as on any fusion deployment (``invocation.split_server_tool``): the same client rules and key
+server tool as on any fusion deployment (``_engine.invocation.split_server_tool``): the same client rules and key
 checks apply, and the key must itself be allowed to call the fusion deployment (LiteLLM's
 ``can_key_call_resolved_model``: the key's models, its team's, access groups; LiteLLM's own check ran on ``M``
 only, before this hook).

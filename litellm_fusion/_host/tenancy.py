@@ -7,7 +7,7 @@ Before any upstream call:
   LiteLLM's own model-access checks for that key (``can_key_call_resolved_model``: the key's models, its team's,
   access groups, wildcards, ``all-proxy-models``, project and end-user limits), else a 403 naming the model and
   the models the key may use. Members the admin configured on the deployment are granted by access to it;
-- the worst-case estimate (``budget.estimate_max_cost``) must fit the smallest remaining key, team, user or
+- the worst-case estimate (``_engine.budget.estimate_max_cost``) must fit the smallest remaining key, team, user or
   end-user budget, read the way LiteLLM's own budget checks read spend (its Redis-first counters), else
   LiteLLM's budget error.
 
@@ -41,6 +41,7 @@ __all__ = [
     "client_chosen_models",
     "check_model_access",
     "key_budgets",
+    "check_estimate",
     "admit",
     "record_spend",
     "charge_failure",
@@ -132,6 +133,7 @@ class Budget:
         return max(0.0, self.max_budget - self.spend)
 
     def describe(self) -> str:
+        """How an error names this budget: which one, its limit and what it has spent."""
         if self.entity == "max_cost":
             return f"fusion.max_cost ${self.max_budget:.6f}"
         return f"the {self.entity} budget of {self.label} (max_budget ${self.max_budget:.6f}, spent ${self.spend:.6f})"

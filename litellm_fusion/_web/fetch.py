@@ -36,6 +36,8 @@ _AS_CP1252 = frozenset({"iso-8859-1", "latin-1", "latin1", "us-ascii", "ascii", 
 
 @dataclass(frozen=True, kw_only=True)
 class FetchLimits:
+    """How much one fetch may read and how long it may take; ``web.fetch`` in the spec sets them."""
+
     max_bytes: int = 2_000_000
     max_chars: int = 20_000
     timeout: float = 15.0
@@ -48,6 +50,8 @@ class FetchLimits:
 
 @dataclass(frozen=True, kw_only=True)
 class FetchResult:
+    """One fetch's outcome: the page's text (cut at ``max_chars``), or the reason in ``error``."""
+
     url: str
     final_url: str
     title: str | None = None
@@ -70,6 +74,7 @@ class _Hop:
 
 
 def allowed_content_type(media_type: str) -> bool:
+    """Whether a response of this media type is read: text, HTML, JSON and XML only."""
     return media_type in _TEXT_TYPES or media_type.endswith("+xml") or media_type.endswith("+json")
 
 
@@ -126,6 +131,7 @@ class Fetcher:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close the HTTP client, unless the caller supplied it."""
         if self._owns_client:
             await self._client.aclose()
 

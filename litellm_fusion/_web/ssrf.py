@@ -199,6 +199,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     async def connect_tcp(
         self, host: str, port: int, timeout: float | None = None, local_address: str | None = None, socket_options: Any = None
     ) -> httpcore.AsyncNetworkStream:
+        """Resolve ``host`` once, refuse it if any address is blocked, then connect to the admitted addresses only."""
         try:
             async with asyncio.timeout(timeout):
                 ips = await self._admitted(host, port)
@@ -213,9 +214,11 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         raise error if isinstance(error, httpcore.ConnectError) else httpcore.ConnectError(str(error))
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> httpcore.AsyncNetworkStream:
+        """Always refused: a fetch reaches the network, never a local socket."""
         raise FetchBlocked("unix sockets not allowed")
 
     async def sleep(self, seconds: float) -> None:
+        """The inner backend's sleep (httpcore's interface)."""
         await self._inner.sleep(seconds)
 
 
@@ -249,6 +252,7 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         self._pool = self._guarded_pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` through the guarded pool, refusing if that pool was replaced."""
         if self._pool is not self._guarded_pool:  # fail closed if anything swapped the pool
             raise FetchBlocked("transport is not guarded")
         return await super().handle_async_request(request)

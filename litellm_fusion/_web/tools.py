@@ -61,9 +61,13 @@ _URL = re.compile(r"https?://[^\s<>\"'()\[\]{}]+")
 class FetcherLike(Protocol):
     """What the toolbox needs of a fetcher (``litellm_fusion._web.fetch.Fetcher``)."""
 
-    async def fetch(self, url: str) -> Any: ...
+    async def fetch(self, url: str) -> Any:
+        """The page at ``url`` as a ``FetchResult``-shaped object; failures are in its ``error``, not raised."""
+        ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Release the fetcher's connections."""
+        ...
 
 
 FetcherFactory = Callable[[WebFetchSpec], FetcherLike]

