@@ -16,7 +16,8 @@
 Modules: ``graders`` (exact, numeric, regex, judge), ``configs`` (configurations and their YAML file),
 ``results`` (questions, results, summaries, the report), ``runner`` (``run_eval``, the resumable results
 log), ``stats`` (Wilson intervals, exact McNemar, the panel's vote), ``report`` (tables, JSON, plot),
-``decisions`` (the ``invocation`` decision table), ``cli`` (the command). Names are imported lazily, so
+``decisions`` (the ``invocation`` decision table), ``question_files`` (the write-or-check step of the question
+set generators), ``cli`` (the command). Names are imported lazily, so
 ``python -m litellm_fusion.evaluation`` can choose LiteLLM's settings before LiteLLM loads.
 """
 

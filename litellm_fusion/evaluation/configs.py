@@ -35,6 +35,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from litellm_fusion._core.nested import resolve_secret
 from litellm_fusion._spec.config import MemberSpec
 
 __all__ = [
@@ -86,11 +87,6 @@ class EvalConfig:
             fusion.setdefault("timeout", timeout)  # the eval's per-call timeout bounds the whole fusion call
             return {"model": self.model, "messages": messages, "fusion": fusion, "timeout": timeout}
         m = self.member
-        api_key = m.api_key
-        if api_key and api_key.startswith("os.environ/"):
-            import litellm
-
-            api_key = litellm.get_secret_str(api_key)
         kwargs = {
             "model": m.model,
             "messages": messages,
@@ -101,7 +97,7 @@ class EvalConfig:
             "top_p": m.top_p,
             "max_tokens": m.max_tokens,
             "api_base": m.api_base,
-            "api_key": api_key,
+            "api_key": resolve_secret(m.api_key),
             "api_version": m.api_version,
             "input_cost_per_token": m.input_cost_per_token,
             "output_cost_per_token": m.output_cost_per_token,
@@ -117,7 +113,7 @@ class EvalConfig:
             if isinstance(value, dict):
                 for key, item in value.items():
                     if key == "api_key" and isinstance(item, str) and item:
-                        keys.append(os.environ.get(item.removeprefix("os.environ/"), "") if item.startswith("os.environ/") else item)
+                        keys.append(resolve_secret(item) or "")
                     else:
                         walk(item)
             elif isinstance(value, list):

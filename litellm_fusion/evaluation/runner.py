@@ -25,18 +25,16 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Any
 
+import litellm
+
+from litellm_fusion._core.nested import CallError
+from litellm_fusion._core.usage import cost_of, usage_of
 from litellm_fusion._host.sync import run_sync
 from litellm_fusion.evaluation import graders, stats
 from litellm_fusion.evaluation.configs import DEFAULT_TIMEOUT, ConfigError, EvalConfig, parse_config, parse_configs, resolve_data_path
 from litellm_fusion.evaluation.results import ConfigSummary, EvalReport, Question, QuestionResult, load_questions
 
 __all__ = ["load_results_log", "arun_eval", "run_eval"]
-
-
-def _usage(response: Any) -> tuple[int, int]:
-    from litellm_fusion._core.usage import usage_of
-
-    return usage_of(response)
 
 
 def _spent_before_failing(exc: BaseException) -> tuple[int, int, float | None, bool]:
@@ -50,8 +48,6 @@ def _spent_before_failing(exc: BaseException) -> tuple[int, int, float | None, b
 
 
 def _error(exc: BaseException, stage: str, secrets: tuple[str, ...], timeout: float) -> dict[str, Any]:
-    from litellm_fusion._core.nested import CallError
-
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) and not str(exc):
         return {"stage": stage, "type": "Timeout", "status_code": 408, "message": f"no answer within the per-call timeout ({timeout:g} s)"}
     return {"stage": stage, **CallError.from_exception(exc, secrets=secrets).as_dict()}
@@ -99,8 +95,6 @@ def _fusion_summary(trace: dict[str, Any], question: Question) -> dict[str, Any]
 
 
 async def _call(config: EvalConfig, messages: list[dict[str, Any]], timeout: float) -> tuple[Any, float]:
-    import litellm
-
     kwargs = config.call_kwargs(messages, timeout)
     limit = kwargs["timeout"]
     # LiteLLM's own timeout bounds single reads; the wall clock bounds the call. Fusion enforces its own
@@ -118,8 +112,6 @@ def _call_cost(config: EvalConfig, response: Any, prompt: int, completion: int) 
         trace = hidden.get("fusion") or {}
         cost = hidden.get("response_cost")
         return (float(cost) if isinstance(cost, (int, float)) else trace.get("cost")), bool(trace.get("unpriced_models"))
-    from litellm_fusion._core.usage import cost_of
-
     member = config.member
     assert member is not None
     cost = cost_of(
@@ -149,7 +141,7 @@ async def _ask_and_grade(
             result.fusion, result.trace = _fusion_summary(trace, question), trace
             _vote_outcome(result)
         return result, unpriced
-    prompt, completion = _usage(response)
+    prompt, completion = usage_of(response)
     cost, unpriced = _call_cost(config, response, prompt, completion)
     reply = (response.choices[0].message.content if response.choices else None) or ""
     result.answer, result.latency_ms = reply, round(latency_ms, 1)
@@ -168,7 +160,7 @@ async def _ask_and_grade(
     except Exception as exc:  # noqa: BLE001
         result.error = _error(exc, "grader", grader.secrets(), grader.timeout or timeout)
         return result, unpriced
-    g_prompt, g_completion = _usage(verdict_response)
+    g_prompt, g_completion = usage_of(verdict_response)
     g_cost, _ = _call_cost(grader, verdict_response, g_prompt, g_completion)
     result.grader_usage = {"model": grader.model, "total_tokens": g_prompt + g_completion, "cost": g_cost}
     verdict = graders.parse_verdict(verdict_response.choices[0].message.content if verdict_response.choices else None)
@@ -350,8 +342,6 @@ async def arun_eval(
         config_results = [r for r, _ in mine]
         results.extend(config_results)
         summaries.append(_summarise(config, config_results, any(u for _, u in mine)))
-    import litellm
-
     report = EvalReport(
         questions_path=source,
         n_questions=len(questions),
