@@ -25,7 +25,7 @@ __all__ = ["add_arguments", "eval_command", "main"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The ``eval`` arguments (the same lines ``litellm_fusion.cli.commands`` declares)."""
+    """Add the ``eval`` arguments to ``parser`` and return it: ``litellm-fusion eval`` and ``python -m litellm_fusion.evaluation`` share them."""
     parser.add_argument("questions", help="JSONL question file, or the name of a shipped one (arithmetic)")
     parser.add_argument("--config", required=True, help="YAML file of named configurations, or a shipped one (local_eval)")
     parser.add_argument("--limit", type=int, help="only the first N questions")
