@@ -230,12 +230,12 @@ class SpendGuard:
             response = await complete(**kwargs)
             if kwargs.get("stream"):
                 return self._counted(response, kwargs)
-            self.spent += self._cost(response, usage_of(response), kwargs)
+            self.spent += self._call_cost(response, usage_of(response), kwargs)
             return response
 
         return guarded
 
-    def _cost(self, response: Any, tokens: tuple[int, int], kwargs: dict[str, Any]) -> float:
+    def _call_cost(self, response: Any, tokens: tuple[int, int], kwargs: dict[str, Any]) -> float:
         model = kwargs["model"]
         prices = (kwargs.get("input_cost_per_token"), kwargs.get("output_cost_per_token"))
         cost = cost_of(response, model=self.aliases.get(model, model), prompt_tokens=tokens[0], completion_tokens=tokens[1], prices=prices)
@@ -255,7 +255,7 @@ class SpendGuard:
             if aclose is not None:
                 await aclose()
             # Streams carry no stamped cost: priced from their usage, as the ledger prices them.
-            self.spent += self._cost(None, usage_of(usage), kwargs)
+            self.spent += self._call_cost(None, usage_of(usage), kwargs)
 
     def _error(self, what: str, trace: dict[str, Any] | None) -> FusionBudgetExceededError:
         limit = self.limit
