@@ -35,6 +35,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from litellm_fusion._core.errors import FusionConfigError
 from litellm_fusion._core.nested import resolve_secret
 from litellm_fusion._spec.config import MemberSpec
 
@@ -218,8 +219,7 @@ def parse_config(raw: Any, name: str | None = None) -> EvalConfig:
         fusion = data.get("fusion") or {}
         if not isinstance(fusion, dict):
             raise ConfigError(f"configuration {label!r}: `fusion` must be a mapping (a spec), got {type(fusion).__name__}")
-        from litellm_fusion._core.errors import FusionConfigError
-        from litellm_fusion._host.provider import fusion_llm
+        from litellm_fusion._host.provider import fusion_llm  # the engine loads only when a fusion is configured
 
         try:  # validated now, so a typo fails before the first question instead of on every one
             fusion_llm.presets.resolve(model.removeprefix("fusion/"), fusion)
