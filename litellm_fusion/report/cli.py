@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from litellm_fusion.report.eval_page import eval_page
 from litellm_fusion.report.load import TraceFormatError, read_report_input
 from litellm_fusion.report.trace_page import trace_page
 
@@ -46,8 +47,6 @@ def write_trace_report(path: str, trace: dict[str, Any], *, question: str | None
 
 def write_eval_report(path: str, data: dict[str, Any], *, plot: Path | None, plot_note: str | None) -> Path:
     """Write the eval page (``data`` is ``EvalReport.to_dict()``; ``plot`` the PNG written beside it, inlined) to ``path``."""
-    from litellm_fusion.report.eval_page import eval_page
-
     png = Path(plot).read_bytes() if plot else None
     out = _write(path, eval_page(data, plot_png=png, plot_note=plot_note))
     print(f"wrote the HTML page to {out}", file=sys.stderr)
