@@ -14,10 +14,10 @@
     report.summary("budget").accuracy, report.results_for("solo")[0].answer
 
 Modules: ``graders`` (exact, numeric, regex, judge), ``configs`` (configurations and their YAML file),
-``results`` (questions, results, summaries, the report), ``runner`` (``run_eval``, the resumable results
-log), ``stats`` (Wilson intervals, exact McNemar, the panel's vote), ``report`` (tables, JSON, plot),
-``decisions`` (the ``invocation`` decision table), ``question_files`` (the write-or-check step of the question
-set generators), ``cli`` (the command). Names are imported lazily, so
+``results`` (questions, results, summaries, the report), ``runner`` (``run_eval``), ``results_log`` (the
+resumable results log), ``stats`` (Wilson intervals, exact McNemar, the panel's vote), ``report`` (tables,
+JSON, plot), ``decisions`` (the ``invocation`` decision table), ``question_files`` (the write-or-check step
+of the question set generators), ``cli`` (the command). Names are imported lazily, so
 ``python -m litellm_fusion.evaluation`` can choose LiteLLM's settings before LiteLLM loads.
 """
 
@@ -52,7 +52,7 @@ _EXPORTS = {
     "QuestionResult": "results",
     "arun_eval": "runner",
     "load_questions": "results",
-    "load_results_log": "runner",
+    "load_results_log": "results_log",
     "Paired": "stats",
     "mcnemar_exact": "stats",
     "panel_vote": "stats",

@@ -97,7 +97,8 @@ def eval_command(args: argparse.Namespace) -> int:
     from litellm_fusion.evaluation.decisions import decision_table
     from litellm_fusion.evaluation.report import markdown_report, write_outputs
     from litellm_fusion.evaluation.results import load_questions
-    from litellm_fusion.evaluation.runner import load_results_log, run_eval
+    from litellm_fusion.evaluation.results_log import load_results_log
+    from litellm_fusion.evaluation.runner import run_eval
 
     litellm.suppress_debug_info = True
     logging.getLogger("LiteLLM").setLevel(logging.ERROR)  # e.g. a warning per call about custom pricing

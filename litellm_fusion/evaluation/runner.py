@@ -15,8 +15,6 @@ where they stopped.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import os
 import statistics
 import time
@@ -33,8 +31,9 @@ from litellm_fusion._host.sync import run_sync
 from litellm_fusion.evaluation import graders, stats
 from litellm_fusion.evaluation.configs import DEFAULT_TIMEOUT, ConfigError, EvalConfig, parse_config, parse_configs, resolve_data_path
 from litellm_fusion.evaluation.results import ConfigSummary, EvalReport, Question, QuestionResult, load_questions
+from litellm_fusion.evaluation.results_log import append_result, load_results_log
 
-__all__ = ["load_results_log", "arun_eval", "run_eval"]
+__all__ = ["arun_eval", "run_eval"]
 
 
 def _spent_before_failing(exc: BaseException) -> tuple[int, int, float | None, bool]:
@@ -221,59 +220,6 @@ def _summarise(config: EvalConfig, results: list[QuestionResult], unpriced: bool
     )
 
 
-def _fingerprint(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _question_fingerprint(question: Question) -> str:
-    return _fingerprint([question.question, question.answer, question.grader, question.pattern, question.tolerance])
-
-
-def load_results_log(
-    path: str | os.PathLike[str], configs: Sequence[EvalConfig], questions: Sequence[Question], *, retry_errors: bool = False
-) -> dict[tuple[str, str], tuple[QuestionResult, bool]]:
-    """The results of an earlier run that still apply: (configuration, question id) → (result, unpriced).
-
-    A line counts only when its configuration (as described, keys redacted) and its question (text, answer,
-    grader) are unchanged, so editing either asks again. A torn last line (the run was killed mid-write) is
-    skipped. With ``retry_errors``, results whose call failed (a connection error, a timeout: no answer to
-    grade) are left out, so they are asked again; a later line for the same pair replaces an earlier one.
-    """
-    file = os.fspath(path)
-    if not os.path.exists(file):
-        return {}
-    wanted_configs = {c.name: _fingerprint(c.describe()) for c in configs}
-    wanted_questions = {q.id: _question_fingerprint(q) for q in questions}
-    done: dict[tuple[str, str], tuple[QuestionResult, bool]] = {}
-    with open(file, encoding="utf-8") as lines:
-        for line in lines:
-            try:
-                entry = json.loads(line)
-                result = QuestionResult(**entry["result"])
-            except (ValueError, TypeError, KeyError):
-                continue
-            if wanted_configs.get(result.config) == entry.get("config_fingerprint") and wanted_questions.get(result.id) == entry.get(
-                "question_fingerprint"
-            ):
-                if retry_errors and (result.error or {}).get("stage") == "call":
-                    done.pop((result.config, result.id), None)
-                    continue
-                done[(result.config, result.id)] = (result, bool(entry.get("unpriced")))
-    return done
-
-
-def _append(path: str | os.PathLike[str], config: EvalConfig, question: Question, result: QuestionResult, unpriced: bool) -> None:
-    entry = {
-        "config_fingerprint": _fingerprint(config.describe()),
-        "question_fingerprint": _question_fingerprint(question),
-        "unpriced": unpriced,
-        "result": asdict(result),
-    }
-    # One write of one line, flushed at once: a kill loses at most the line being written.
-    with open(path, "a", encoding="utf-8") as log:
-        log.write(json.dumps(entry, default=str) + "\n")
-
-
 def _compare(summaries: list[ConfigSummary], results: list[QuestionResult], best: str | None) -> None:
     """Each fusion against the best solo configuration, question by question."""
     if best is None:
@@ -325,7 +271,7 @@ async def arun_eval(
         async with slots:
             outcome = await _ask_and_grade(config, question, timeout=per_call, grader=grader_config)
         if results_log is not None:
-            _append(results_log, config, question, *outcome)
+            append_result(results_log, config, question, *outcome)
         if on_result is not None:
             on_result(outcome[0])
         return outcome
@@ -395,7 +341,7 @@ def run_eval(
         grader: the solo model that grades ``grader: judge`` questions (PASS/FAIL).
         on_result: called with each :class:`QuestionResult` as it is graded (progress).
         results_log: a JSONL file each result is appended to as it finishes; results already in it (same
-            configuration, same question) are reused, so a stopped run resumes (see :func:`load_results_log`).
+            configuration, same question) are reused, so a stopped run resumes (see :func:`~.results_log.load_results_log`).
         retry_errors: with ``results_log``, ask again the questions whose call failed there.
 
     A synchronous call; inside an event loop use ``await arun_eval(...)``.
