@@ -9,7 +9,7 @@ analysis of their answers, and a synthesizer writes the final answer from both::
     response._hidden_params["fusion"]   # every answer, the analysis, each call's cost and latency
 
 This module is the public surface (``tests/unit/test_public_surface.py`` pins it), together with the
-``testing``, ``local``, ``evaluation`` and ``report`` packages and the ``litellm-fusion`` command (``cli``).
+``progress``, ``testing``, ``local``, ``evaluation`` and ``report`` packages and the ``litellm-fusion`` command (``cli``).
 The packages whose names start with ``_`` are internals, layered bottom-up — ``_core`` (nested call, usage,
 errors) ← ``_spec`` (config, presets) ← ``_web`` (web tools) ← ``_engine`` (the fusion) ← ``_host`` (the
 LiteLLM adapter) — and each imports only the ones below it (``tests/unit/test_layers.py``).

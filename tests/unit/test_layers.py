@@ -2,7 +2,7 @@
 imports itself back through another (no cycles), whether the import is at the top or inside a function.
 
 Layers, bottom-up (each package's docstring says the same): ``_core`` ← ``_spec`` ← ``_web`` ← ``_engine`` ←
-``_host`` ← the public packages (``testing``, ``local``, ``report``, then ``evaluation``, then ``cli``). The
+``_host`` ← the public packages (``progress``, ``testing``, ``local``, ``report``, then ``evaluation``, then ``cli``). The
 package root (``litellm_fusion/__init__.py``) is the facade and may name anything.
 """
 
@@ -21,6 +21,7 @@ LAYERS = {
     "_engine": 3,
     "_host": 4,
     "testing": 5,
+    "progress": 5,
     "local": 5,
     "report": 5,
     "evaluation": 6,

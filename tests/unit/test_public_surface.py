@@ -49,6 +49,23 @@ PUBLIC = {
         "stage_of",
     ],
     "litellm_fusion.cli": ["main"],
+    "litellm_fusion.progress": [
+        "CallFinished",
+        "FusionStarted",
+        "JudgeFinished",
+        "JudgeStarted",
+        "MemberAnswered",
+        "MemberDropped",
+        "MemberFailed",
+        "MemberStarted",
+        "PanelAgreed",
+        "ProgressEvent",
+        "SynthesizerFinished",
+        "SynthesizerStarted",
+        "WebToolCalled",
+        "listening",
+        "progress_text",
+    ],
 }
 
 
