@@ -177,7 +177,7 @@ def estimate_max_cost(
 ) -> float:
     """The most one request can cost under ``spec``, in USD (see the module docstring).
 
-    ``web_modes`` is each panel member's web path (``web.member.member_web_mode``); empty means no web.
+    ``web_modes`` is each panel member's web path (``_web.member.member_web_mode``); empty means no web.
     Raises ``FusionConfigError`` when a completion cap or a price is missing (the message says which).
     """
     aliases = aliases or {}
