@@ -5,7 +5,9 @@ works the same from synchronous tests, ``asyncio`` tests and plain scripts. Each
 maps to a :class:`Script` (or a queue of them) describing what the fake upstream answers and
 how it misbehaves (latency, errors, hangs, slow drip, broken streams, malformed bodies).
 Every chat request is recorded as a :class:`RecordedRequest` so tests can assert what the
-upstream saw, including auth headers and client disconnects.
+upstream saw, including auth headers and client disconnects. :meth:`ScriptedServer.connection_stats`
+counts the client TCP connections the requests came in on, to tell a client that reuses its pooled
+connections from one that opens a new one per call.
 """
 
 from __future__ import annotations
@@ -184,6 +186,11 @@ class ScriptedServer:
         self._tool_call_seq = 0
         self._in_flight = 0
         self._max_in_flight = 0
+        # Client connections by (peer address, port): those used since the last reset, and every one seen since
+        # start, so that a peer not yet seen is a newly opened connection even after a reset.
+        self._peers: set[tuple[Any, ...]] = set()
+        self._peers_ever: set[tuple[Any, ...]] = set()
+        self._peers_opened = 0
         for model, script in (scripts or {}).items():
             self.set_script(model, script)
         self._thread: threading.Thread | None = None
@@ -327,12 +334,25 @@ class ScriptedServer:
             "disconnected_before_done": sum(r.disconnected for r in records),
         }
 
-    def reset(self) -> None:
-        """Forget records, rewind script queues and tool-call ids, restart the peak counter.
+    def connection_stats(self) -> dict[str, int]:
+        """Client TCP connections that carried chat requests since the last :meth:`reset`.
 
-        ``in_flight`` is not zeroed: requests still running will finish and decrement it.
+        ``connections``: distinct connections (by peer address and port) used; ``new_connections``: how many
+        of them the server had not seen before, i.e. were opened since the reset. A client that reuses its
+        pooled connections shows few of either; a client built anew per call shows one new connection per call.
         """
         with self._lock:
+            return {"connections": len(self._peers), "new_connections": self._peers_opened}
+
+    def reset(self) -> None:
+        """Forget records, rewind script queues and tool-call ids, restart the peak and connection counters.
+
+        ``in_flight`` is not zeroed: requests still running will finish and decrement it. A connection seen
+        before the reset and used again after it counts as used, not as new.
+        """
+        with self._lock:
+            self._peers.clear()
+            self._peers_opened = 0
             self._records.clear()
             self._cursors = dict.fromkeys(self._cursors, 0)
             self._tool_call_seq = 0
@@ -358,8 +378,13 @@ class ScriptedServer:
                 return False
             await asyncio.sleep(0.01)
 
-    def _begin(self, record: RecordedRequest) -> _Exchange:
+    def _begin(self, record: RecordedRequest, peer: tuple[Any, ...] | None) -> _Exchange:
         with self._lock:
+            if peer is not None:
+                self._peers.add(peer)
+                if peer not in self._peers_ever:
+                    self._peers_ever.add(peer)
+                    self._peers_opened += 1
             self._seq += 1
             self._records[self._seq] = record
             self._in_flight += 1
@@ -410,7 +435,8 @@ class ScriptedServer:
         body = body if valid else {}
         model = body.get("model") if isinstance(body.get("model"), str) else ""
         headers = {name.lower(): value for name, value in request.headers.items()}
-        exchange = self._begin(RecordedRequest(model, body, headers, request.path, time.monotonic()))
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        exchange = self._begin(RecordedRequest(model, body, headers, request.path, time.monotonic()), tuple(peer) if peer else None)
         disconnected = False
         try:
             if not valid:

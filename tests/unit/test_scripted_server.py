@@ -348,3 +348,25 @@ def test_response_ids_are_unique_across_servers_and_restarts():
             first = json.loads(stream.text.split("\n")[0].removeprefix("data: "))
             assert first["id"] == ids[-1].rsplit("-", 1)[0] + "-4"  # chunks carry their response's id
     assert len(set(ids)) == 6 and all(i.startswith("chatcmpl-scripted-") for i in ids)
+
+
+def test_connection_stats_tell_a_pooled_client_from_one_connection_per_call():
+    with ScriptedServer({"m": Script(text="ok")}) as server:
+        with httpx.Client(timeout=5) as pooled:
+            for _ in range(3):
+                pooled.post(f"{server.base_url}/chat/completions", json={"model": "m"})
+            assert server.wait_idle(5.0)
+            assert server.connection_stats() == {"connections": 1, "new_connections": 1}
+
+            # After a reset the kept-alive connection counts as used again, not as newly opened.
+            server.reset()
+            pooled.post(f"{server.base_url}/chat/completions", json={"model": "m"})
+            assert server.wait_idle(5.0)
+            assert server.connection_stats() == {"connections": 1, "new_connections": 0}
+
+        server.reset()
+        for _ in range(2):
+            with httpx.Client(timeout=5) as fresh:  # a client built anew per call opens a connection per call
+                fresh.post(f"{server.base_url}/chat/completions", json={"model": "m"})
+        assert server.wait_idle(5.0)
+        assert server.connection_stats() == {"connections": 2, "new_connections": 2}
