@@ -1,22 +1,34 @@
-"""The benchmark's scripted upstream: a ScriptedServer in its own process (or a thread), with a control channel.
+"""The benchmarks' scripted upstream: one ScriptedServer in a child process (or a thread), with a control channel.
 
 ``python -m litellm_fusion.testing --port N --scripts file.yaml`` runs the same server standalone but has no
-way to read ``stats()`` or change scripts from outside, which the benchmark needs (disconnect accounting,
-per-section latencies). So the process mode runs this file as a child process::
+way to read its counters or change scripts from outside, which the benchmarks need (disconnect and
+connection accounting, per-measurement latencies, the soak's ``in_flight``). So the process mode runs this
+file as a child process::
 
-    python benchmarks/upstream.py            # prints {"base_url": ...}, then serves JSON-line commands on stdin
+    python benchmarks/upstream.py [--no-default]   # prints {"base_url", "pid"}, then serves JSON lines on stdin
 
-Commands (one JSON object per line on stdin, one JSON reply per line on stdout):
-``{"cmd": "set", "scripts": {model: script fields | [script fields, ...]}}``, ``{"cmd": "reset"}``,
-``{"cmd": "stats"}`` (``stats()`` plus ``connections``: distinct client TCP connections used since the last
-reset, ``new_connections``: how many of them were opened since then, and ``cpu_s`` of the server process),
-``{"cmd": "records", "model": m, "bodies": bool, "last": n}``, ``{"cmd": "stop"}``.
+Both modes answer the same commands (one JSON object per line on stdin, one JSON reply per line on stdout
+in the process mode; the same dicts passed in-process in the thread mode):
+
+=====================================================  ==========================================================
+``{"cmd": "set", "scripts": {model: fields | [...]}}``  replace those models' scripts (``Script`` fields)
+``{"cmd": "reset"}``                                   forget records, restart the counters (``ScriptedServer.reset``)
+``{"cmd": "stats"}``                                   ``stats()`` + ``connection_stats()`` + ``cpu_s`` of the server process
+``{"cmd": "records", "model", "bodies", "last"}``      the recorded requests (timing, disconnect, status, body)
+``{"cmd": "totals"}``                                  counts summed over every ``forget`` (:class:`Totals`)
+``{"cmd": "forget"}``                                  drop the records but keep their counts; replies ``totals``
+``{"cmd": "idle", "timeout": s}``                      wait until nothing is in flight; ``{"idle": bool, **totals}``
+``{"cmd": "stop"}``                                    stop serving and exit
+=====================================================  ==========================================================
 
 This module must stay cheap to import (no LiteLLM): the child process imports only aiohttp and the server.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
 import json
 import os
 import subprocess
@@ -31,44 +43,50 @@ from litellm_fusion.testing.server import Script, ScriptedServer, script_from_di
 __all__ = ["Upstream", "ThreadUpstream", "ProcessUpstream", "start_upstream"]
 
 
-class CountingServer(ScriptedServer):
-    """A ScriptedServer that also counts distinct client TCP connections (peer address, port).
+class Totals:
+    """Counts that survive :meth:`forget`, for a run too long to keep every request's body (the soak).
 
-    A client that reuses its pooled connections shows few; a client built anew per call shows one per call.
+    Connections are summed per period between two ``forget()`` calls: a pooled connection used in two
+    periods counts twice.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._peers: set[Any] = set()  # since the last reset
-        self._ever: set[Any] = set()  # since start: a peer not in it is a newly opened connection
-        self._new = 0
+    def __init__(self, server: ScriptedServer) -> None:
+        self.server = server
+        self.by_model: collections.Counter[str] = collections.Counter()
+        self.disconnected: collections.Counter[str] = collections.Counter()
+        self.connections = 0
 
-    async def _handle_chat(self, request: Any) -> Any:  # the server's own handler, plus the peer
-        transport = request.transport
-        peer = transport.get_extra_info("peername") if transport is not None else None
-        if peer is not None:
-            with self._lock:
-                key = tuple(peer)
-                self._peers.add(key)
-                if key not in self._ever:
-                    self._ever.add(key)
-                    self._new += 1
-        return await super()._handle_chat(request)
+    def _current(self) -> tuple[collections.Counter[str], collections.Counter[str], int]:
+        records = self.server.requests
+        return (
+            collections.Counter(r.model for r in records),
+            collections.Counter(r.model for r in records if r.disconnected),
+            self.server.connection_stats()["connections"],
+        )
 
-    def reset(self) -> None:
-        super().reset()
-        with self._lock:
-            self._peers.clear()
-            self._new = 0
+    def read(self) -> dict[str, Any]:
+        """Requests and client disconnects (also by model) and connections, summed over every forget()."""
+        stats = self.server.stats()
+        by_model, disconnected, connections = self._current()
+        by_model.update(self.by_model)
+        disconnected.update(self.disconnected)
+        return {
+            "in_flight": stats["in_flight"],
+            "max_in_flight": stats["max_in_flight"],
+            "total": sum(by_model.values()),
+            "disconnected_before_done": sum(disconnected.values()),
+            "connections": self.connections + connections,
+            "by_model": dict(by_model),
+            "disconnected_by_model": dict(disconnected),
+        }
 
-    def connections(self) -> tuple[int, int]:
-        """(distinct client connections used, connections opened) since the last reset."""
-        with self._lock:
-            return len(self._peers), self._new
-
-
-def _scripts(data: dict[str, Any]) -> dict[str, list[Script]]:
-    return {model: [script_from_dict(item) for item in (entry if isinstance(entry, list) else [entry])] for model, entry in data.items()}
+    def forget(self) -> None:
+        """Drop the request records (the server keeps every body otherwise), keeping their counts."""
+        by_model, disconnected, connections = self._current()
+        self.by_model.update(by_model)
+        self.disconnected.update(disconnected)
+        self.connections += connections
+        self.server.reset()
 
 
 def _records(server: ScriptedServer, model: str | None, bodies: bool, last: int | None) -> list[dict[str, Any]]:
@@ -88,42 +106,66 @@ def _records(server: ScriptedServer, model: str | None, bodies: bool, last: int 
     ]
 
 
-def _handle(server: CountingServer, command: dict[str, Any]) -> Any:
+def _handle(server: ScriptedServer, totals: Totals, command: dict[str, Any]) -> Any:
+    """Answer one control command (the table in the module docstring)."""
     cmd = command.get("cmd")
     if cmd == "set":
-        for model, queue in _scripts(command["scripts"]).items():
-            server.set_script(model, queue)
+        for model, entry in command["scripts"].items():
+            server.set_script(model, [script_from_dict(item) for item in (entry if isinstance(entry, list) else [entry])])
         return {"ok": True}
     if cmd == "reset":
         server.reset()
         return {"ok": True}
     if cmd == "stats":
         times = os.times()
-        used, opened = server.connections()
-        return {**server.stats(), "connections": used, "new_connections": opened, "cpu_s": times.user + times.system}
+        return {**server.stats(), **server.connection_stats(), "cpu_s": times.user + times.system}
     if cmd == "records":
         return _records(server, command.get("model"), bool(command.get("bodies")), command.get("last"))
+    if cmd == "totals":
+        return totals.read()
+    if cmd == "forget":
+        totals.forget()
+        return totals.read()
+    if cmd == "idle":
+        return {"idle": server.wait_idle(float(command.get("timeout", 5.0))), **totals.read()}
     raise ValueError(f"unknown command {cmd!r}")
 
 
 class Upstream:
-    """What the benchmark needs from the scripted upstream, whichever mode it runs in."""
+    """What the benchmarks need from the scripted upstream, whichever mode it runs in."""
 
     mode = "?"
     base_url: str
     pid: int
 
-    def set_scripts(self, scripts: dict[str, Any]) -> None:
+    def _call(self, command: dict[str, Any], timeout: float = 30.0) -> Any:
         raise NotImplementedError
+
+    def set_scripts(self, scripts: dict[str, Any]) -> None:
+        """Replace the scripts of the given models: ``{model: Script fields | [Script fields, ...]}``."""
+        self._call({"cmd": "set", "scripts": scripts})
 
     def reset(self) -> None:
-        raise NotImplementedError
+        self._call({"cmd": "reset"})
 
     def stats(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The server's counters since the last reset, its connections, and its process's CPU seconds."""
+        return self._call({"cmd": "stats"})
 
     def records(self, model: str | None = None, *, bodies: bool = False, last: int | None = None) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        return self._call({"cmd": "records", "model": model, "bodies": bodies, "last": last})
+
+    def totals(self) -> dict[str, Any]:
+        """Counts summed over every :meth:`forget` (see :class:`Totals`)."""
+        return self._call({"cmd": "totals"})
+
+    def forget(self) -> dict[str, Any]:
+        """Drop the records, keep their counts; returns :meth:`totals`."""
+        return self._call({"cmd": "forget"})
+
+    async def wait_idle(self, timeout: float = 15.0) -> dict[str, Any]:
+        """Wait (without blocking the caller's loop) until nothing is in flight: ``{"idle": bool, **totals}``."""
+        return await asyncio.to_thread(self._call, {"cmd": "idle", "timeout": timeout}, timeout + 30.0)
 
     def close(self) -> None:
         raise NotImplementedError
@@ -135,29 +177,33 @@ class Upstream:
         self.close()
 
 
+def _server(default: bool) -> ScriptedServer:
+    return ScriptedServer(default=Script(text="ok") if default else None).start()
+
+
 class ThreadUpstream(Upstream):
     """The server on a daemon thread of the driver process (shares the driver's GIL)."""
 
     mode = "thread"
 
-    def __init__(self) -> None:
-        self.server = CountingServer(default=Script(text="ok")).start()
+    def __init__(self, default: bool = True) -> None:
+        self.server = _server(default)
+        self._totals = Totals(self.server)
         self.base_url = self.server.base_url
         self.pid = os.getpid()
 
-    def set_scripts(self, scripts: dict[str, Any]) -> None:
-        _handle(self.server, {"cmd": "set", "scripts": scripts})
-
-    def reset(self) -> None:
-        self.server.reset()
+    def _call(self, command: dict[str, Any], timeout: float = 30.0) -> Any:
+        return _handle(self.server, self._totals, command)
 
     def stats(self) -> dict[str, Any]:
-        stats = _handle(self.server, {"cmd": "stats"})
+        stats = super().stats()
         stats["cpu_s"] = None  # shared with the driver; not separable
         return stats
 
-    def records(self, model: str | None = None, *, bodies: bool = False, last: int | None = None) -> list[dict[str, Any]]:
-        return _records(self.server, model, bodies, last)
+    async def wait_idle(self, timeout: float = 15.0) -> dict[str, Any]:
+        # The server's own loop runs in its thread: poll it from this loop instead of taking a worker thread.
+        idle = await self.server.wait_idle_async(timeout)
+        return {"idle": idle, **self._totals.read()}
 
     def close(self) -> None:
         self.server.stop()
@@ -168,10 +214,10 @@ class ProcessUpstream(Upstream):
 
     mode = "process"
 
-    def __init__(self, startup_timeout: float = 30.0) -> None:
+    def __init__(self, default: bool = True, startup_timeout: float = 30.0) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve())],
+            [sys.executable, str(Path(__file__).resolve()), *([] if default else ["--no-default"])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=None,
@@ -203,18 +249,6 @@ class ProcessUpstream(Upstream):
             self.proc.stdin.flush()
             return self._read(timeout)
 
-    def set_scripts(self, scripts: dict[str, Any]) -> None:
-        self._call({"cmd": "set", "scripts": scripts})
-
-    def reset(self) -> None:
-        self._call({"cmd": "reset"})
-
-    def stats(self) -> dict[str, Any]:
-        return self._call({"cmd": "stats"})
-
-    def records(self, model: str | None = None, *, bodies: bool = False, last: int | None = None) -> list[dict[str, Any]]:
-        return self._call({"cmd": "records", "model": model, "bodies": bodies, "last": last})
-
     def close(self) -> None:
         if self.proc.poll() is None:
             try:
@@ -229,17 +263,24 @@ class ProcessUpstream(Upstream):
                 except subprocess.TimeoutExpired:
                     self.proc.kill()
                     self.proc.wait(timeout=5)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(Exception):
+                stream.close()  # type: ignore[union-attr]
 
 
-def start_upstream(mode: str) -> Upstream:
-    """``process`` (default of the benchmark) or ``thread``."""
-    return ProcessUpstream() if mode == "process" else ThreadUpstream()
+def start_upstream(mode: str, default: bool = True) -> Upstream:
+    """``process`` (a child process) or ``thread`` (a thread of the caller).
+
+    ``default``: unknown models get a plain "ok" answer; without it they get the server's 404.
+    """
+    return ProcessUpstream(default) if mode == "process" else ThreadUpstream(default)
 
 
-def _serve() -> int:
-    server = CountingServer(default=Script(text="ok")).start()
+def _serve(default: bool) -> int:
+    server = _server(default)
+    totals = Totals(server)
     out = sys.stdout
-    out.write(json.dumps({"base_url": server.base_url}) + "\n")
+    out.write(json.dumps({"base_url": server.base_url, "pid": os.getpid()}) + "\n")
     out.flush()
     try:
         for line in sys.stdin:  # ends when the parent closes stdin (or dies)
@@ -249,7 +290,7 @@ def _serve() -> int:
             if command.get("cmd") == "stop":
                 break
             try:
-                reply = _handle(server, command)
+                reply = _handle(server, totals, command)
             except Exception as exc:  # noqa: BLE001 - report to the parent instead of dying
                 reply = {"error": f"{type(exc).__name__}: {exc}"}
             out.write(json.dumps(reply) + "\n")
@@ -263,4 +304,4 @@ def _serve() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(_serve())
+    raise SystemExit(_serve(default="--no-default" not in sys.argv[1:]))

@@ -28,20 +28,14 @@ def _load_run_module():
 def test_benchmarks_quick_smoke(tmp_path: Path) -> None:
     bench = _load_run_module()
     settings = bench.Settings.quick_mode(
-        scale=0.3,
-        warmup=1,
-        calib_n=16,
-        calib_concurrency=8,
-        a_rounds_c1=2,
-        a_rounds_c8=1,
-        b_pairs=2,
-        b_member_latency=1.0,  # x0.3 = 300 ms per member: well above LiteLLM's per-call CPU even on a busy machine
-        c_n=4,
-        c_concurrency=4,
-        d_pairs=2,
-        d_holdback_pairs=1,
-        f_pairs=2,
-        probe_n=3,
+        scenario={"scale": 0.3, "warmup": 1},
+        calibration={"n": 16, "concurrency": 8},
+        overhead={"rounds_c1": 2, "rounds_c8": 1, "probe_n": 3},
+        # x0.3 = 300 ms per member: well above LiteLLM's per-call CPU even on a busy machine
+        panel_width={"pairs": 2, "member_latency": 1.0},
+        straggler={"n": 4, "concurrency": 4},
+        streaming={"pairs": 2, "holdback_pairs": 1},
+        short_circuit={"pairs": 2},
     )
     out = tmp_path / "results.json"
     started = time.perf_counter()
@@ -69,7 +63,7 @@ def test_benchmarks_quick_smoke(tmp_path: Path) -> None:
             assert a[cell][variant]["n"] >= 1
             assert a[cell][variant]["min_ms"] >= a["critical_path_ms"] - 5, (cell, variant, a[cell][variant])
         assert isinstance(a[cell]["fusion_minus_hand_rolled_ms"]["p50"], float)
-    assert a["cpu_and_connections"]["fusion"]["upstream_calls"] == 5 * settings.probe_n
+    assert a["cpu_and_connections"]["fusion"]["upstream_calls"] == 5 * settings.overhead.probe_n
 
     # (b) the panel runs in parallel.
     b = saved["b"]
@@ -80,14 +74,14 @@ def test_benchmarks_quick_smoke(tmp_path: Path) -> None:
     c = saved["c"]
     assert c["quorum_grace"]["p99_ms"] < c["wait_for_all"]["p99_ms"], c
     for mode in ("quorum_grace", "wait_for_all"):
-        assert c[mode]["hanging_requests"] == settings.c_n
-        assert c[mode]["hanging_closed_by_client"] == settings.c_n, c[mode]
+        assert c[mode]["hanging_requests"] == settings.straggler.n
+        assert c[mode]["hanging_closed_by_client"] == settings.straggler.n, c[mode]
         assert c[mode]["upstream_idle_after"] is True
-    assert c["quorum_grace"]["hanging_member_status"] == {"dropped": settings.c_n}
+    assert c["quorum_grace"]["hanging_member_status"] == {"dropped": settings.straggler.n}
 
     # (d) streaming: a first token, never before the critical path, and the whole text arrives.
     d = saved["d"]
-    assert d["fusion"]["ttft"]["n"] == settings.d_pairs
+    assert d["fusion"]["ttft"]["n"] == settings.streaming.pairs
     assert d["fusion"]["ttft"]["min_ms"] >= d["critical_path_ttft_ms"] - 5
     assert all(n > 1 for n in d["fusion"]["content_chunks"])
 

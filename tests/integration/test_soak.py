@@ -24,7 +24,7 @@ SOAK_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "soak.py"
 
 
 def _load_soak() -> ModuleType:
-    """Import benchmarks/soak.py by path (benchmarks/ is not a package)."""
+    """Import benchmarks/soak.py by path, as ``python benchmarks/soak.py`` runs it (it puts the repository on sys.path)."""
     spec = importlib.util.spec_from_file_location("fusion_soak", SOAK_PATH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
