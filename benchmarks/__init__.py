@@ -18,9 +18,10 @@ e      ``proxy_throughput``    requests/s through a real ``litellm`` proxy
 f      ``short_circuit``       what ``short_circuit="exact"`` saves on an agreeing panel
 =====  ======================  =============================================================
 
-The soak: ``soak`` (configuration, plan, driver, command line), ``soak_requests`` (the mix of request kinds
-and what each sends), ``soak_symptoms`` (leak warnings and logs), ``soak_memory`` (tracemalloc and process
-counters), ``soak_report`` (criteria and the markdown report).
+The soak: ``soak`` (the command, one run or several worker processes), ``soak_config`` (what a run does,
+batch by batch), ``soak_requests`` (the mix of request kinds and what each sends), ``soak_driver`` (warm-up,
+baselines, batches, drain), ``soak_symptoms`` (leak warnings and logs), ``soak_memory`` (tracemalloc and
+process counters), ``soak_report`` (criteria and the markdown report).
 
 Shared helpers: ``upstream`` (the one scripted upstream, a child process or a thread, and its control
 protocol), ``scenario`` (the question, the panel and their scripts), ``calls`` (the fusion call and its

@@ -24,6 +24,8 @@ TITLE = "server mode calibration"
 
 @dataclasses.dataclass(frozen=True)
 class CalibrationSettings:
+    """How many plain calls per upstream mode, how many at once, at what scripted latency."""
+
     n: int = 64
     """Calls per upstream mode."""
     concurrency: int = 16
@@ -87,6 +89,7 @@ async def measure(scenario: Scenario, s: CalibrationSettings, up: Upstream, ctx:
 
 
 def rows(srv: dict[str, Any]) -> list[Row]:
+    """The ``server`` rows of the table."""
     out = []
     for mode in ("thread", "process"):
         if mode in srv:

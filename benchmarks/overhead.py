@@ -36,6 +36,8 @@ VARIANTS = {
 
 @dataclasses.dataclass(frozen=True)
 class OverheadSettings:
+    """How many interleaved rounds at c=1 and c=8, and how many probe requests."""
+
     rounds_c1: int = 12
     rounds_c8: int = 5
     """Rounds per worker at c=8; a round is one request of each variant, in rotating order."""
@@ -51,6 +53,7 @@ Variant = Callable[[], Awaitable[tuple[float, dict[str, Any] | None]]]
 
 
 async def measure(scenario: Scenario, s: OverheadSettings, up: Upstream, ctx: Context) -> dict[str, Any]:
+    """Section ``a``: interleaved walls at c=1 and c=8, then the CPU and connections probe."""
     import litellm
 
     up.set_scripts(scenario.scripts())
@@ -161,6 +164,7 @@ async def _probe(variants: dict[str, Variant], n: int, up: Upstream) -> dict[str
 
 
 def rows(a: dict[str, Any]) -> list[Row]:
+    """The ``a`` rows of the table."""
     out = []
     for c in ("c1", "c8"):
         if c not in a:

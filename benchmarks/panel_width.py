@@ -34,6 +34,8 @@ TITLE = "5-member vs 1-member panel"
 
 @dataclasses.dataclass(frozen=True)
 class PanelWidthSettings:
+    """The scripted latencies of the wide and narrow panels, and how many calls of each."""
+
     member_latency: float = 0.5
     stage_latency: float = 0.1
     """Judge and synthesizer latency each."""
@@ -46,6 +48,7 @@ class PanelWidthSettings:
 
 
 async def measure(scenario: Scenario, s: PanelWidthSettings, up: Upstream, ctx: Context) -> dict[str, Any]:
+    """Section ``b``: 1-member and 5-member panels, alternating."""
     five = (*PANEL, *EXTRA_PANEL)
     scripts = {name: script(PANEL_TEXT[name], scenario.lat(s.member_latency)) for name in five}
     scripts[JUDGE] = script(JUDGE_JSON, scenario.lat(s.stage_latency))
@@ -85,6 +88,7 @@ async def measure(scenario: Scenario, s: PanelWidthSettings, up: Upstream, ctx: 
 
 
 def rows(b: dict[str, Any]) -> list[Row]:
+    """The ``b`` rows of the table."""
     if "panel_1" not in b:
         return []
     return [

@@ -31,6 +31,8 @@ TITLE = "proxy throughput: fusion vs pass-through"
 
 @dataclasses.dataclass(frozen=True)
 class ProxySettings:
+    """The closed loops' length and concurrency, the upstream latency, the proxy's start-up limit."""
+
     duration: float = 10.0
     """Seconds of each closed loop."""
     concurrency: int = 8
@@ -83,6 +85,7 @@ async def _closed_loop(http: httpx.AsyncClient, model: str, concurrency: int, du
 
 
 async def measure(scenario: Scenario, s: ProxySettings, up: Upstream, ctx: Context) -> dict[str, Any]:
+    """Section ``e``: warm-up, then a closed loop on the solo model and one on fusion."""
     proxy = ctx.proxy
     if proxy is None:
         raise RuntimeError("no proxy process was started")
@@ -148,6 +151,7 @@ async def _measured_loop(
 
 
 def rows(e: dict[str, Any]) -> list[Row]:
+    """The ``e`` rows of the table."""
     out = []
     for name, label in (("solo", "proxy pass-through (solo model)"), ("fusion", "proxy fusion (3 members + judge/synth)")):
         if name in e:

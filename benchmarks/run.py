@@ -137,6 +137,7 @@ Each module has ``TITLE``, ``measure(scenario, settings, upstream, context)`` an
 
 
 def machine_facts(s: Settings) -> dict[str, Any]:
+    """Where and with what the run measured (recorded in the JSON's ``meta`` and the table's first line)."""
     import litellm_fusion
 
     commit = None
@@ -170,6 +171,7 @@ def _version(dist: str) -> str | None:
 
 
 async def run_async(s: Settings, sections: str, log: Callable[[str], None], up: Upstream, proxy: ProxyProcess | None) -> dict[str, Any]:
+    """Every wanted section in order, each under its own deadline; a failed one records its error."""
     results: dict[str, Any] = {"meta": machine_facts(s)}
     wanted = ["server", *sections] if "server" not in sections else list(sections)
     budget = 240.0 if not s.quick else 120.0  # per section, a safety net only

@@ -23,6 +23,8 @@ TITLE = "consensus short-circuit savings"
 
 @dataclasses.dataclass(frozen=True)
 class ShortCircuitSettings:
+    """How many calls with the short-circuit off and on."""
+
     pairs: int = 10
     """Calls with each setting (off, exact), alternating which goes first."""
 
@@ -32,6 +34,7 @@ class ShortCircuitSettings:
 
 
 async def measure(scenario: Scenario, s: ShortCircuitSettings, up: Upstream, ctx: Context) -> dict[str, Any]:
+    """Section ``f``: an agreeing panel with ``short_circuit`` off and ``exact``, alternating."""
     up.set_scripts(scenario.scripts(panel_text=AGREED_TEXT))
     specs = {"off": standard_spec(up.base_url, short_circuit="off"), "exact": standard_spec(up.base_url, short_circuit="exact")}
     for spec in specs.values():
@@ -70,6 +73,7 @@ async def measure(scenario: Scenario, s: ShortCircuitSettings, up: Upstream, ctx
 
 
 def rows(f: dict[str, Any]) -> list[Row]:
+    """The ``f`` rows of the table."""
     out = []
     for name in ("off", "exact"):
         if name in f:

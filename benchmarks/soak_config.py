@@ -9,6 +9,8 @@ __all__ = ["SoakConfig", "split"]
 
 @dataclass
 class SoakConfig:
+    """One soak: how many requests, how concurrent, how traced, and the limits of its criteria."""
+
     requests: int = 10_000
     concurrency: int = 16
     warmup: int = 300
@@ -55,4 +57,5 @@ class SoakConfig:
 
 
 def split(total: int, parts: int) -> list[int]:
+    """``total`` in ``parts`` near-equal integers (the larger ones first)."""
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]

@@ -70,6 +70,7 @@ async def _settle(upstream: Upstream, timeout: float = 15.0, before_gc: float = 
 
 
 async def drive(cfg: SoakConfig, upstream: Upstream, symptoms: Symptoms, log: Any) -> dict[str, Any]:
+    """Warm up, take the baselines, run the plan's batches, probe, drain; the raw readings of the run."""
     import litellm
 
     import litellm_fusion

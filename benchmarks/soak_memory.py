@@ -16,6 +16,7 @@ MB = 1024 * 1024
 
 
 def open_fds() -> int:
+    """Open file descriptors of this process."""
     return len(os.listdir("/proc/self/fd"))
 
 

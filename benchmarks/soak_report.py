@@ -15,6 +15,7 @@ __all__ = ["criteria", "render", "merge_reports", "jsonable"]
 
 
 def criteria(cfg: SoakConfig, result: dict[str, Any], symptoms: Symptoms) -> list[dict[str, Any]]:
+    """Each G7 criterion (and the stricter in-flight one) with its value, limit and verdict."""
     base, end, trace_base = result["baseline"], result["end"], result["trace_baseline"]
     measured = [row for row in result["batches"] if row["role"] == "measured"][-5:]
     growth = end["traced_bytes"] - trace_base["traced_bytes"]
@@ -199,6 +200,7 @@ def render(cfg: SoakConfig, report: dict[str, Any]) -> str:
 
 
 def jsonable(value: Any) -> Any:
+    """``value`` with str keys everywhere (Counters keyed by anything become plain dicts)."""
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

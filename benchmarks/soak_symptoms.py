@@ -105,6 +105,8 @@ def capture_symptoms(symptoms: Symptoms) -> Iterator[None]:
 
 
 def loop_exception_handler(symptoms: Symptoms):
+    """An event-loop exception handler that records what reaches it in ``symptoms.loop``."""
+
     def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         message = str(context.get("message", ""))
         exc = context.get("exception")

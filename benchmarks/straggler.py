@@ -25,6 +25,8 @@ HANG_MODEL = PANEL[2]
 
 @dataclasses.dataclass(frozen=True)
 class StragglerSettings:
+    """How many requests per mode, and the grace and panel timeout compared."""
+
     n: int = 8
     """Requests per mode."""
     concurrency: int = 4
@@ -41,6 +43,7 @@ class StragglerSettings:
 
 
 async def measure(scenario: Scenario, s: StragglerSettings, up: Upstream, ctx: Context) -> dict[str, Any]:
+    """Section ``c``: each mode's requests with the third member hanging."""
     scripts = scenario.scripts()
     scripts[HANG_MODEL] = {"hang": True}
     up.set_scripts(scripts)
@@ -116,6 +119,7 @@ async def _mode(spec: dict[str, Any], n: int, concurrency: int, up: Upstream) ->
 
 
 def rows(c: dict[str, Any]) -> list[Row]:
+    """The ``c`` rows of the table."""
     out = []
     for name in ("quorum_grace", "wait_for_all", "defaults"):
         if name in c:

@@ -25,6 +25,8 @@ TITLE = "streaming time to first token"
 
 @dataclasses.dataclass(frozen=True)
 class StreamingSettings:
+    """How many streams of each kind, and the synthesizer's chunking."""
+
     pairs: int = 6
     """Streams of each kind (fusion, hand-rolled), alternating which goes first."""
     chunk_delay: float = 0.025
@@ -40,6 +42,7 @@ class StreamingSettings:
 
 
 async def measure(scenario: Scenario, s: StreamingSettings, up: Upstream, ctx: Context) -> dict[str, Any]:
+    """Section ``d``: fusion and hand-rolled streams, alternating, then the hold-back probe."""
     text = SYNTH_TEXT
     up.set_scripts(scenario.scripts(synth_extra={"chunk_delay": s.chunk_delay, "chunk_chars": s.chunk_chars}))
     spec = standard_spec(up.base_url)
@@ -97,6 +100,7 @@ async def measure(scenario: Scenario, s: StreamingSettings, up: Upstream, ctx: C
 
 
 def rows(d: dict[str, Any]) -> list[Row]:
+    """The ``d`` rows of the table."""
     out = []
     for name, label in (("fusion", "fusion stream TTFT"), ("hand_rolled", "hand-rolled stream TTFT")):
         if name in d:

@@ -23,6 +23,7 @@ def signed(value: Any) -> str:
 
 
 def row(section: str, case: str, n: Any, p50: Any, p99: Any, reference: str, result: str) -> Row:
+    """One formatted row; ``p50`` and ``p99`` in ms (None shows as "–")."""
     return (section, case, str(n), ms(p50), ms(p99), reference, result)
 
 

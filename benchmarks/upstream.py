@@ -146,6 +146,7 @@ class Upstream:
         self._call({"cmd": "set", "scripts": scripts})
 
     def reset(self) -> None:
+        """Forget the records and restart the counters (``ScriptedServer.reset``)."""
         self._call({"cmd": "reset"})
 
     def stats(self) -> dict[str, Any]:
@@ -153,6 +154,7 @@ class Upstream:
         return self._call({"cmd": "stats"})
 
     def records(self, model: str | None = None, *, bodies: bool = False, last: int | None = None) -> list[dict[str, Any]]:
+        """The recorded requests (of ``model``; the ``last`` n), as dicts; with ``bodies`` their JSON bodies too."""
         return self._call({"cmd": "records", "model": model, "bodies": bodies, "last": last})
 
     def totals(self) -> dict[str, Any]:
@@ -168,6 +170,7 @@ class Upstream:
         return await asyncio.to_thread(self._call, {"cmd": "idle", "timeout": timeout}, timeout + 30.0)
 
     def close(self) -> None:
+        """Stop the server (and its process)."""
         raise NotImplementedError
 
     def __enter__(self) -> Upstream:
