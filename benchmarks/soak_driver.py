@@ -83,27 +83,7 @@ async def drive(cfg: SoakConfig, upstream: Upstream, symptoms: Symptoms, log: An
     filters = snapshot_filters(cfg.server)
     plan = cfg.plan()
 
-    # Warm-up: imports LiteLLM's lazy modules, fills its client cache and the fusion preset store. It runs
-    # traced in both modes: what it leaves traced is the "process memory" the slope percentage is relative to,
-    # as in LiteLLM's own leak tests, which start tracemalloc before their warm-up.
-    if not tracemalloc.is_tracing():
-        tracemalloc.start(cfg.frames)
-    started = time.perf_counter()
-    warm = _new_tally()
-    for offset in range(0, cfg.warmup, 100):
-        size = min(100, cfg.warmup - offset)
-        await run_batch(batch_kinds(size, rng), -cfg.warmup + offset, cfg, specs, rng, warm)
-    await _settle(upstream)
-    upstream.forget()
-    gc.collect()
-    reference_bytes = tracemalloc.get_traced_memory()[0]
-    if cfg.trace == "tail":
-        tracemalloc.stop()  # restarted one batch before the traced ones
-    log(
-        f"warm-up: {cfg.warmup} requests in {time.perf_counter() - started:.1f}s, outcomes {dict(warm['outcomes'])}, "
-        f"{reference_bytes / MB:.2f} MB traced"
-    )
-
+    warm, reference_bytes = await _warm_up(cfg, upstream, specs, rng, log)
     gc.collect()
     up_base = upstream.totals()
     base = {
@@ -145,30 +125,9 @@ async def drive(cfg: SoakConfig, upstream: Upstream, symptoms: Symptoms, log: An
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         stats = await _settle(upstream)
         upstream.forget()
-        row = {
-            "batch": i + 1,
-            "role": role,
-            "size": size,
-            "requests": done,
-            "seconds": round(seconds, 2),
-            "cpu_ms_per_request": round(cpu / size * 1000, 1),
-            "traced_bytes": tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else None,
-            **counters(),
-            "in_flight": stats["in_flight"],
-            "in_flight_before_gc": stats["in_flight_before_gc"],
-            "upstream_total": stats["total"],
-            "upstream_connections": stats["connections"],
-            "upstream_disconnected": stats["disconnected_before_done"],
-        }
+        row = {"batch": i + 1, "role": role, "size": size, "requests": done, **_readings(seconds, cpu, size, stats)}
         rows.append(row)
-        traced = f"traced {row['traced_bytes'] / MB:.2f} MB, " if row["traced_bytes"] is not None else ""
-        log(
-            f"batch {i + 1}/{len(plan)} ({role}): {size} req in {seconds:.1f}s ({size / max(seconds, 1e-9):.1f}/s, "
-            f"{row['cpu_ms_per_request']:.0f} ms CPU/req), {traced}tasks {row['tasks']}, fds {row['fds']}, "
-            f"in_flight {row['in_flight_before_gc']} before gc / {row['in_flight']} after, gc objects {row['gc_objects']}, "
-            f"client cache {row['client_cache']}, "
-            f"upstream conns so far {row['upstream_connections']}"
-        )
+        _log_batch(log, row, len(plan))
     wall = time.perf_counter() - run_started
     cpu = time.process_time() - cpu_started
 
@@ -208,3 +167,57 @@ async def drive(cfg: SoakConfig, upstream: Upstream, symptoms: Symptoms, log: An
         "growth_sites": sites,
         "growth_by_owner": by_owner,
     }
+
+
+async def _warm_up(cfg: SoakConfig, upstream: Upstream, specs: dict[str, Any], rng: random.Random, log: Any) -> tuple[dict[str, Any], int]:
+    """The warm-up batches; (their tally, the bytes they left traced).
+
+    It imports LiteLLM's lazy modules, fills its client cache and the fusion preset store. It runs traced in
+    both modes: what it leaves traced is the "process memory" the slope percentage is relative to, as in
+    LiteLLM's own leak tests, which start tracemalloc before their warm-up.
+    """
+    if not tracemalloc.is_tracing():
+        tracemalloc.start(cfg.frames)
+    started = time.perf_counter()
+    warm = _new_tally()
+    for offset in range(0, cfg.warmup, 100):
+        size = min(100, cfg.warmup - offset)
+        await run_batch(batch_kinds(size, rng), -cfg.warmup + offset, cfg, specs, rng, warm)
+    await _settle(upstream)
+    upstream.forget()
+    gc.collect()
+    reference_bytes = tracemalloc.get_traced_memory()[0]
+    if cfg.trace == "tail":
+        tracemalloc.stop()  # restarted one batch before the traced ones
+    log(
+        f"warm-up: {cfg.warmup} requests in {time.perf_counter() - started:.1f}s, outcomes {dict(warm['outcomes'])}, "
+        f"{reference_bytes / MB:.2f} MB traced"
+    )
+    return warm, reference_bytes
+
+
+def _readings(seconds: float, cpu: float, size: int, stats: dict[str, Any]) -> dict[str, Any]:
+    """A batch's time and CPU, the process counters and the upstream's counts, read after its drain."""
+    return {
+        "seconds": round(seconds, 2),
+        "cpu_ms_per_request": round(cpu / size * 1000, 1),
+        "traced_bytes": tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else None,
+        **counters(),
+        "in_flight": stats["in_flight"],
+        "in_flight_before_gc": stats["in_flight_before_gc"],
+        "upstream_total": stats["total"],
+        "upstream_connections": stats["connections"],
+        "upstream_disconnected": stats["disconnected_before_done"],
+    }
+
+
+def _log_batch(log: Any, row: dict[str, Any], batches: int) -> None:
+    size, seconds = row["size"], row["seconds"]
+    traced = f"traced {row['traced_bytes'] / MB:.2f} MB, " if row["traced_bytes"] is not None else ""
+    log(
+        f"batch {row['batch']}/{batches} ({row['role']}): {size} req in {seconds:.1f}s ({size / max(seconds, 1e-9):.1f}/s, "
+        f"{row['cpu_ms_per_request']:.0f} ms CPU/req), {traced}tasks {row['tasks']}, fds {row['fds']}, "
+        f"in_flight {row['in_flight_before_gc']} before gc / {row['in_flight']} after, gc objects {row['gc_objects']}, "
+        f"client cache {row['client_cache']}, "
+        f"upstream conns so far {row['upstream_connections']}"
+    )
