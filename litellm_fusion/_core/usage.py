@@ -1,15 +1,50 @@
-"""One ledger per fusion request that sums the tokens and cost of every nested call."""
+"""Tokens and cost: :class:`Usage` (one type that sums itself), each nested call's :class:`CallRecord`, and
+the per-request :class:`UsageLedger`. Every token or cost sum in the trace, the panel, the judge and the eval is
+a :class:`Usage` sum, so they cannot disagree on how an unknown price counts.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import litellm
 
-__all__ = ["CallRecord", "UsageLedger", "call_trace", "usage_of", "cost_of"]
+__all__ = ["Usage", "CallRecord", "UsageLedger", "call_trace", "usage_of", "cost_of"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Usage:
+    """Tokens and cost of one call or of several: ``a + b`` and :meth:`total` sum them."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float | None = None
+    """USD; None when no summed call had a known price (a known price plus an unknown one gives the known)."""
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        cost = None if self.cost is None and other.cost is None else (self.cost or 0.0) + (other.cost or 0.0)
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cost=cost,
+        )
+
+    @classmethod
+    def total(cls, items: Iterable[Usage]) -> Usage:
+        """The sum of ``items`` (zero tokens and no cost when there are none)."""
+        return sum(items, cls())
+
+    def tokens_dict(self) -> dict[str, int]:
+        """The OpenAI-shaped usage: prompt, completion and total tokens."""
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens, "total_tokens": self.total_tokens}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,17 +63,14 @@ class CallRecord:
     """When the call started, in ms since the request started (the ledger's origin); None if not measured."""
 
     @property
+    def usage(self) -> Usage:
+        """This call's tokens and cost."""
+        return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens, cost=self.cost)
+
+    @property
     def total_tokens(self) -> int:
         """Prompt plus completion tokens."""
         return self.prompt_tokens + self.completion_tokens
-
-    def usage_dict(self) -> dict[str, int]:
-        """The OpenAI-shaped usage of this call."""
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.total_tokens,
-        }
 
 
 def call_trace(record: CallRecord) -> dict[str, Any]:
@@ -48,7 +80,7 @@ def call_trace(record: CallRecord) -> dict[str, Any]:
         "model": record.model,
         "start_ms": record.start_ms,
         "latency_ms": round(record.latency_ms, 1),
-        "usage": record.usage_dict(),
+        "usage": record.usage.tokens_dict(),
         "cost": record.cost,
     }
 
@@ -104,6 +136,10 @@ class UsageLedger:
         """``at`` (a ``time.perf_counter()`` value, default now) in ms since the request started, rounded to 0.1."""
         return round(((time.perf_counter() if at is None else at) - self.origin) * 1000, 1)
 
+    def scoped(self) -> UsageLedger:
+        """A ledger of its own (one panel member's calls) that also adds each record to this one."""
+        return UsageLedger(origin=self.origin, on_record=self.add)
+
     def add(self, record: CallRecord) -> CallRecord:
         """Record one finished call (failed calls that reported usage are recorded too)."""
         self.records.append(record)
@@ -112,19 +148,24 @@ class UsageLedger:
         return record
 
     @property
+    def usage(self) -> Usage:
+        """The sum over every call."""
+        return Usage.total(r.usage for r in self.records)
+
+    @property
     def prompt_tokens(self) -> int:
         """Sum of prompt tokens."""
-        return sum(r.prompt_tokens for r in self.records)
+        return self.usage.prompt_tokens
 
     @property
     def completion_tokens(self) -> int:
         """Sum of completion tokens."""
-        return sum(r.completion_tokens for r in self.records)
+        return self.usage.completion_tokens
 
     @property
     def cost(self) -> float:
         """Sum of known costs in USD (calls with unknown prices count as 0)."""
-        return sum(r.cost or 0.0 for r in self.records)
+        return self.usage.cost or 0.0
 
     @property
     def unpriced_models(self) -> list[str]:
@@ -133,19 +174,12 @@ class UsageLedger:
 
     def usage_dict(self) -> dict[str, Any]:
         """Summed OpenAI-shaped usage plus ``cost``, as a streaming chunk's usage block wants it."""
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
-            "cost": self.cost,
-        }
+        usage = self.usage
+        return {**usage.tokens_dict(), "cost": usage.cost or 0.0}
 
     def to_usage(self) -> litellm.Usage:
         """Summed usage as a ``litellm.Usage`` with ``cost`` set (LiteLLM bills that as the response cost)."""
-        usage = litellm.Usage(
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-            total_tokens=self.prompt_tokens + self.completion_tokens,
-        )
-        usage.cost = self.cost
+        summed = self.usage
+        usage = litellm.Usage(**summed.tokens_dict())
+        usage.cost = summed.cost or 0.0
         return usage

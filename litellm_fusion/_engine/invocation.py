@@ -230,7 +230,7 @@ class Decision:
             "model": self.model,
             "status": "error" if self.error else "ok",
             "latency_ms": round(record.latency_ms, 1) if record else None,
-            "usage": record.usage_dict() if record else None,
+            "usage": record.usage.tokens_dict() if record else None,
             "cost": record.cost if record else None,
             "error": self.error.as_dict() if self.error else None,
             "start_ms": record.start_ms if record else None,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import litellm
 
 from litellm_fusion._core.nested import CallError, CompleteFn, timed_call
-from litellm_fusion._core.usage import CallRecord, UsageLedger, call_trace
+from litellm_fusion._core.usage import CallRecord, Usage, UsageLedger, call_trace
 from litellm_fusion._engine.progress import MemberAnswered, MemberDropped, MemberFailed, MemberStarted, Progress
 from litellm_fusion._spec.call_kwargs import member_kwargs
 from litellm_fusion._spec.config import FusionSpec, MemberSpec
@@ -42,7 +42,7 @@ class MemberOutcome:
     finish_reason: str | None
     latency_ms: float
     record: CallRecord | None
-    """Tokens and cost summed over the member's calls (several with web tools), when it returned."""
+    """Tokens and cost summed over the member's calls (several with web tools), when any call returned."""
     error: CallError | None
     web: str | None = None
     """The web path taken: ``off``, ``native``, ``client``, ``presearch``, ``native→client``."""
@@ -67,7 +67,7 @@ class MemberOutcome:
             "content": self.content,
             "finish_reason": self.finish_reason,
             "latency_ms": round(self.latency_ms, 1),
-            "usage": self.record.usage_dict() if self.record else None,
+            "usage": self.record.usage.tokens_dict() if self.record else None,
             "cost": self.record.cost if self.record else None,
             "error": self.error.as_dict() if self.error else None,
             "web": self.web,
@@ -86,14 +86,15 @@ def _is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, (asyncio.TimeoutError, litellm.Timeout))
 
 
-AnswerFn = Callable[[MemberSpec, dict[str, Any]], Awaitable[WebAnswer]]
-"""How one member answers, given its call kwargs: a plain call, or with web tools (``web.member``)."""
+AnswerFn = Callable[[int, MemberSpec, dict[str, Any], UsageLedger], Awaitable[WebAnswer]]
+"""How one member answers: ``(position in the panel, member, call kwargs, the member's own ledger)``; a plain
+call, or with web tools (``web.member``). Every call goes into that ledger, which also counts it for the request."""
 
 
-def plain_answer(complete: CompleteFn, ledger: UsageLedger) -> AnswerFn:
+def plain_answer(complete: CompleteFn) -> AnswerFn:
     """One nested call, no web."""
 
-    async def answer(member: MemberSpec, kwargs: dict[str, Any]) -> WebAnswer:
+    async def answer(index: int, member: MemberSpec, kwargs: dict[str, Any], ledger: UsageLedger) -> WebAnswer:
         response, record = await timed_call(complete, kwargs, role="panel", member=member, ledger=ledger)
         return WebAnswer(response=response, records=(record,), mode="off")
 
@@ -103,13 +104,13 @@ def plain_answer(complete: CompleteFn, ledger: UsageLedger) -> AnswerFn:
 def _summed(member: MemberSpec, records: tuple[CallRecord, ...]) -> CallRecord | None:
     if not records:
         return None
-    costs = [r.cost for r in records if r.cost is not None]
+    usage = Usage.total(r.usage for r in records)
     return CallRecord(
         role="panel",
         model=member.model,
-        prompt_tokens=sum(r.prompt_tokens for r in records),
-        completion_tokens=sum(r.completion_tokens for r in records),
-        cost=sum(costs) if costs else None,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cost=usage.cost,
         latency_ms=sum(r.latency_ms for r in records),
         start_ms=min((r.start_ms for r in records if r.start_ms is not None), default=None),
     )
@@ -122,6 +123,7 @@ async def _call_member(
     spec: FusionSpec,
     messages: list[dict[str, Any]],
     answer: AnswerFn,
+    ledger: UsageLedger,
     timeout: float,
     secrets: tuple[str, ...],
     progress: Progress,
@@ -133,9 +135,10 @@ async def _call_member(
     started_ms = round((started - progress.started) * 1000, 1)  # the same zero as the trace's start_ms
     progress.emit(MemberStarted, index=index, model=member.model)
     result: WebAnswer | None = None
+    own = ledger.scoped()
     try:
         async with asyncio.timeout(limit):
-            result = await answer(member, kwargs)
+            result = await answer(index, member, kwargs, own)
         if not result.response.choices:
             raise _EmptyAnswer("no choices in the response")
         choice = result.response.choices[0]
@@ -152,6 +155,8 @@ async def _call_member(
             error = CallError(type="EmptyAnswer", status_code=None, message=str(exc))
         elif status == "timeout" and not isinstance(exc, litellm.Timeout):
             error = CallError(type="Timeout", status_code=408, message=f"no answer within {limit:.1f}s")
+    # A member that failed mid-way (a web loop's third call, say) still lists what it spent.
+    calls = result.records if result else tuple(r for r in own.records if r.role == "panel")
     outcome = MemberOutcome(
         index=index,
         model=member.model,
@@ -159,13 +164,13 @@ async def _call_member(
         content=content,
         finish_reason=finish_reason,
         latency_ms=(time.perf_counter() - started) * 1000,
-        record=_summed(member, result.records) if result else None,
+        record=_summed(member, calls),
         error=error,
         web=result.mode if result else None,
         sources=result.sources if result else (),
         tool_calls=result.tool_calls if result else (),
         notes=result.notes if result else (),
-        nested_calls=result.records if result else (),
+        nested_calls=calls,
         started=started,
     )
     _report(outcome, started_ms, progress)
@@ -201,6 +206,7 @@ async def run_panel(
     spec: FusionSpec,
     messages: list[dict[str, Any]],
     answer: AnswerFn,
+    ledger: UsageLedger,
     timeout: float,
     secrets: tuple[str, ...] = (),
     progress: Progress | None = None,
@@ -210,14 +216,15 @@ async def run_panel(
     Stops waiting when every member is done, or ``spec.straggler_grace`` seconds after ``spec.quorum``
     members answered (the rest are cancelled and marked ``dropped``), or as soon as the quorum can no
     longer be reached. Each member is also bounded by its own deadline (``timeout``). Each member's
-    start and end (answered, failed, dropped) is reported to ``progress``.
+    start and end (answered, failed, dropped) is reported to ``progress``; its calls go into ``ledger``.
     """
     progress = progress or Progress()
     started = time.perf_counter()
     started_ms = round((started - progress.started) * 1000, 1)
     tasks = {
         asyncio.create_task(
-            _call_member(i, member, spec=spec, messages=messages, answer=answer, timeout=timeout, secrets=secrets, progress=progress),
+            _call_member(i, member, spec=spec, messages=messages, answer=answer, ledger=ledger, timeout=timeout,
+                         secrets=secrets, progress=progress),  # fmt: skip
             name=f"fusion-panel-{i}-{member.model}",
         ): i
         for i, member in enumerate(spec.panel)

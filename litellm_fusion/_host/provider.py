@@ -7,6 +7,7 @@ arguments into a :class:`~litellm_fusion._engine.pipeline.FusionRequest` and the
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import os
 import uuid
@@ -257,13 +258,20 @@ class FusionLLM(CustomLLM):
         """Stream the synthesizer's answer, after the panel's and the judge's progress as reasoning chunks
         (spec ``progress``); the panel and the judge finish before the first content chunk."""
         request, complete, guard = await self._prepare(model, messages, optional_params, litellm_params, timeout)
-        # Set and reset around each step: a generator's context must not leak into the consumer's.
-        fusion = stream_fusion(request, complete=complete, fetcher_factory=self.fetcher_factory, on_progress=current_listener())
-        events = generic_stream(
-            guard.bounded(_spend_recorded(fusion, litellm_params)), request.spec.expose, request.spec.progress, f"fusion/{model}"
-        )
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            # Each layer is closed explicitly, outermost first, when LiteLLM closes us (the caller stopped
+            # reading), on cancellation and on error: an async generator that is closed does not close the one
+            # it iterates, which would wait for the GC while holding the synthesizer's connection open.
+            fusion = await stack.enter_async_context(
+                contextlib.aclosing(stream_fusion(request, complete=complete, fetcher_factory=self.fetcher_factory, on_progress=current_listener()))
+            )
+            spent = await stack.enter_async_context(contextlib.aclosing(_spend_recorded(fusion, litellm_params)))
+            bounded = await stack.enter_async_context(contextlib.aclosing(guard.bounded(spent)))
+            events = await stack.enter_async_context(
+                contextlib.aclosing(generic_stream(bounded, request.spec.expose, request.spec.progress, f"fusion/{model}"))
+            )
             while True:
+                # Set and reset around each step: a generator's context must not leak into the consumer's.
                 token = _INSIDE_FUSION.set(True)
                 try:
                     chunk = await anext(events)
@@ -276,8 +284,6 @@ class FusionLLM(CustomLLM):
                 finally:
                     _INSIDE_FUSION.reset(token)
                 yield chunk
-        finally:
-            await events.aclose()
 
     def completion(self, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
         """Sync twin of :meth:`acompletion`, run on the shared event loop thread (:mod:`~litellm_fusion._host.sync`)."""
