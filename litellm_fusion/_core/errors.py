@@ -54,28 +54,24 @@ class FusionConfigError(FusionError, litellm.BadRequestError):
         super().__init__(message=f"fusion: {message}", model=model, llm_provider=PROVIDER)
 
 
-class PanelFailedError(FusionError, litellm.ServiceUnavailableError):
+class _RunError(FusionError):
+    """The one constructor of the run errors below: LiteLLM's arguments, and the partial trace."""
+
+    def __init__(self, message: str, *, model: str = PROVIDER, trace: dict[str, Any] | None = None) -> None:
+        super().__init__(message=f"fusion: {message}", model=model, llm_provider=PROVIDER)  # the LiteLLM class, next in the MRO
+        self.trace = trace
+
+
+class PanelFailedError(_RunError, litellm.ServiceUnavailableError):
     """Fewer panel members answered than the quorum needs (HTTP 503); ``trace["panel"]`` has each fate."""
 
-    def __init__(self, message: str, *, model: str = PROVIDER, trace: dict[str, Any] | None = None) -> None:
-        super().__init__(message=f"fusion: {message}", model=model, llm_provider=PROVIDER)
-        self.trace = trace
 
-
-class SynthesisFailedError(FusionError, litellm.ServiceUnavailableError):
+class SynthesisFailedError(_RunError, litellm.ServiceUnavailableError):
     """The synthesizer failed, and so did its fallback (HTTP 503)."""
 
-    def __init__(self, message: str, *, model: str = PROVIDER, trace: dict[str, Any] | None = None) -> None:
-        super().__init__(message=f"fusion: {message}", model=model, llm_provider=PROVIDER)
-        self.trace = trace
 
-
-class FusionTimeoutError(FusionError, litellm.Timeout):
+class FusionTimeoutError(_RunError, litellm.Timeout):
     """The whole-request deadline passed (HTTP 408); every nested call still running was cancelled."""
-
-    def __init__(self, message: str, *, model: str = PROVIDER, trace: dict[str, Any] | None = None) -> None:
-        super().__init__(message=f"fusion: {message}", model=model, llm_provider=PROVIDER)
-        self.trace = trace
 
 
 class ModelAccessDeniedError(FusionError, litellm.PermissionDeniedError):

@@ -16,6 +16,7 @@ from typing import Any
 import litellm
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from litellm_fusion._core.capabilities import supports
 from litellm_fusion._core.nested import CallError, CompleteFn, timed_call
 from litellm_fusion._core.usage import CallRecord, UsageLedger
 from litellm_fusion._engine import prompts
@@ -220,13 +221,6 @@ def _unletter(analysis: Analysis, names: dict[str, str]) -> dict[str, Any]:
 
 
 
-def _supports_schema(model: str) -> bool:
-    try:
-        return bool(litellm.supports_response_schema(model=model))
-    except Exception:  # unknown model names make LiteLLM raise; assume no structured output
-        return False
-
-
 async def analyse(
     *,
     spec: FusionSpec,
@@ -253,7 +247,7 @@ async def analyse(
         {"role": "user", "content": prompts.judge_user_prompt(messages, answers, nonce)},
     ]
     records: list[CallRecord] = []
-    modes = output_modes(spec.judge_output, _supports_schema((aliases or {}).get(judge.model, judge.model)))
+    modes = output_modes(spec.judge_output, supports("response_schema", (aliases or {}).get(judge.model, judge.model)))
     mode = modes[0]
 
     # Temperature 0 unless the judge sets its own: the analysis is a check, not a sample (as OpenRouter's).

@@ -11,8 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import litellm
-
+from litellm_fusion._core.capabilities import supports
 from litellm_fusion._core.errors import FusionConfigError
 from litellm_fusion._core.nested import CompleteFn, timed_call
 from litellm_fusion._core.usage import CallRecord, UsageLedger
@@ -41,13 +40,6 @@ class WebAnswer:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-def _supports_functions(model: str) -> bool:
-    try:
-        return bool(litellm.supports_function_calling(model=model))
-    except Exception:  # unknown model names make LiteLLM raise
-        return False
-
-
 def _plan(member: MemberSpec, spec: FusionSpec, aliases: dict[str, str]) -> Any:
     from litellm_fusion._web.native import native_plan
 
@@ -69,7 +61,7 @@ def member_web_mode(member: MemberSpec, spec: FusionSpec, aliases: dict[str, str
         return "native"
     if mode == "native":
         raise FusionConfigError(f"web mode 'native' for '{member.model}': its provider has no native web tools; use web: auto or client")
-    if mode == "client" or _supports_functions(model):
+    if mode == "client" or supports("function_calling", model):
         return "client"
     return "presearch"
 

@@ -39,6 +39,8 @@ from typing import Any
 
 import litellm
 
+from litellm_fusion._core.capabilities import supports
+
 __all__ = ["NativePlan", "native_plan", "is_native_refusal", "is_server_tool_call", "FETCH_MAX_CONTENT_TOKENS"]
 
 FETCH_MAX_CONTENT_TOKENS = 20_000
@@ -89,7 +91,7 @@ def native_plan(model: str, *, max_uses: int = 8, aliases: dict[str, str] | None
         if _OPENAI_SEARCH_MODEL.search(bare) and bare == name:
             extra = {"web_search_options": {"search_context_size": "medium"}}
             return NativePlan(**plan, extra=extra, has_fetch=False, mixes_with_function_tools=False)
-        if bare != name or bare.startswith("gpt-5") or _supports_web_search(target):
+        if bare != name or bare.startswith("gpt-5") or supports("web_search", target):
             if aliased and bare == name:
                 return None  # the rewrite would bypass the Router deployment behind the alias
             rewritten = model if bare != name else f"openai/responses/{base}"
@@ -106,13 +108,6 @@ def native_plan(model: str, *, max_uses: int = 8, aliases: dict[str, str] | None
     if provider == "perplexity":
         return NativePlan(**plan, extra={}, has_fetch=False, mixes_with_function_tools=False)
     return None
-
-
-def _supports_web_search(model: str) -> bool:
-    try:
-        return bool(litellm.supports_web_search(model=model))
-    except Exception:
-        return False
 
 
 # A refusal of the native tool names it: Anthropic "web search is not enabled", OpenAI "Tool 'web_search' is not

@@ -177,6 +177,9 @@ def _vote_outcome(result: QuestionResult) -> None:
 
 
 def _summarise(config: EvalConfig, results: list[QuestionResult], unpriced: bool) -> ConfigSummary:
+    from litellm_fusion._core.usage import Usage
+
+    spent = Usage.total(Usage(prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens, cost=r.cost) for r in results)
     answered = [r for r in results if r.latency_ms is not None]
     latencies = [r.latency_ms for r in answered if r.latency_ms is not None]
     correct = sum(r.correct for r in results)
@@ -206,9 +209,9 @@ def _summarise(config: EvalConfig, results: list[QuestionResult], unpriced: bool
         accuracy=correct / len(results) if results else 0.0,
         errors=sum(1 for r in results if r.error),
         error_list=[{"id": r.id, **(r.error or {})} for r in results if r.error],
-        total_tokens=sum(r.total_tokens for r in results),
+        total_tokens=spent.total_tokens,
         mean_tokens=statistics.fmean(r.total_tokens for r in answered) if answered else None,
-        total_cost=sum(r.cost or 0.0 for r in results),
+        total_cost=spent.cost or 0.0,
         unpriced=unpriced,
         p50_latency_ms=round(statistics.median(latencies), 1) if latencies else None,
         mean_latency_ms=round(statistics.fmean(latencies), 1) if latencies else None,

@@ -312,3 +312,23 @@ def test_the_timeline_of_a_web_member_interleaves_its_model_and_tool_calls(model
     assert member["start_ms"] <= calls[0][1] and calls[-1][2] <= member["start_ms"] + member["latency_ms"] + 0.2
     spans = [s for s in timeline_of(trace).calls if s.stage.endswith("openai/gpt-4o-mini")]
     assert [s.kind for s in spans] == ["model", "web_search", "model", "web_fetch", "model"]
+
+
+def test_a_web_member_that_fails_mid_loop_lists_what_it_spent(models, site, handler):
+    # The search round answers (and is billed), then the member's second call fails: the spent call belongs to
+    # the member's own entry, not only to the request's totals.
+    models.set_script(
+        "gpt-4o-mini",
+        [
+            Script(tool_calls=[ToolCall("web_search", {"query": "Cape Fable lighthouse height"})], prompt_tokens=70, completion_tokens=9),
+            Script(status=500, error_message="second-round-exploded"),
+        ],
+    )
+    trace = ask(fusion=spec(models, site))._hidden_params["fusion"]
+    member = next(p for p in trace["panel"] if p["model"] == "openai/gpt-4o-mini")
+    assert member["status"] == "error" and "second-round-exploded" in member["error"]["message"]
+    assert [c["usage"] for c in member["nested_calls"]] == [{"prompt_tokens": 70, "completion_tokens": 9, "total_tokens": 79}]
+    assert member["usage"] == {"prompt_tokens": 70, "completion_tokens": 9, "total_tokens": 79}
+    assert member["cost"] == member["nested_calls"][0]["cost"] is not None
+    spent = [c for c in trace["calls"] if c["model"] == "openai/gpt-4o-mini"]
+    assert spent == member["nested_calls"]  # the totals count exactly what the entry lists
