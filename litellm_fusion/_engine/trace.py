@@ -65,7 +65,6 @@ def build_trace(run: FusionRun) -> dict[str, Any]:
     ]
     judge_failed = run.judge.failed_reason if run.judge else None
     fell_back = bool(run.synthesizer and run.synthesizer["errors"])
-    total = run.ledger.usage
     return {
         "preset": run.request.name,
         "panel": panel,
@@ -75,10 +74,10 @@ def build_trace(run: FusionRun) -> dict[str, Any]:
         "judge": _judge_trace(run),
         "judge_failed": judge_failed,
         "synthesizer": run.synthesizer,
-        "usage": {**total.tokens_dict(), "cost": total.cost or 0.0},
+        "usage": run.ledger.usage_dict(),
         # Every nested call in order (judge repairs and writer fallbacks included), for audits and the eval.
         "calls": [call_trace(r) for r in run.ledger.records],
-        "cost": total.cost or 0.0,
+        "cost": run.ledger.cost,
         "unpriced_models": run.ledger.unpriced_models,
         "latency_ms": round((time.perf_counter() - run.started) * 1000, 1),
         "failed_models": [o.model for o in run.panel if not o.ok],
