@@ -42,19 +42,16 @@ async def only_explicit_closes() -> AsyncIterator[list[Any]]:
     must be back before the test returns control to it. The parked generators are closed on exit.
     """
     parked: list[Any] = []
-    hooks = sys.get_asyncgen_hooks()
     gc_was_enabled = gc.isenabled()
     gc.disable()
     # A generator takes its finalizer when first iterated: only those started inside the block are parked.
-    sys.set_asyncgen_hooks(firstiter=hooks.firstiter, finalizer=parked.append)
+    hooks = await _park_dropped_generators(parked)
     try:
         yield parked
     finally:
-        sys.set_asyncgen_hooks(*hooks)
         if gc_was_enabled:
             gc.enable()
-        for agen in parked:
-            await agen.aclose()
+        await _restore_and_close(hooks, parked)
 
 
 async def poll(predicate: Callable[[], bool], timeout: float) -> bool:
@@ -84,6 +81,19 @@ async def first_content(stream: Any) -> str:
         if chunk.choices and chunk.choices[0].delta.content:
             return chunk.choices[0].delta.content
     raise AssertionError("the stream ended before any content")
+
+
+async def _park_dropped_generators(parked: list[Any]) -> Any:
+    """On the running loop's thread: park dropped generators in ``parked``; returns the hooks to restore."""
+    hooks = sys.get_asyncgen_hooks()
+    sys.set_asyncgen_hooks(firstiter=hooks.firstiter, finalizer=parked.append)
+    return hooks
+
+
+async def _restore_and_close(hooks: Any, parked: list[Any]) -> None:
+    sys.set_asyncgen_hooks(*hooks)
+    for agen in parked:
+        await agen.aclose()
 
 
 async def test_closing_the_stream_after_one_chunk_closes_the_synthesizers_connection(upstream_server, spec):
@@ -116,3 +126,26 @@ async def test_cancelling_the_reader_closes_the_synthesizers_connection(upstream
 
         closed = await poll(lambda: synthesizer_hung_up(upstream_server), 2.0)
         assert closed, (upstream_server.requests_for(SYNTH), upstream_server.stats(), parked)
+
+
+def test_closing_a_sync_stream_after_one_chunk_closes_the_synthesizers_connection(upstream_server, spec):
+    from litellm_fusion._host.provider import _SYNC  # the sync entry points' loop thread, where the stream runs
+
+    upstream_server.set_script(SYNTH, SLOW_SYNTH)
+    parked: list[Any] = []
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    hooks = _SYNC.run(_park_dropped_generators(parked))  # asyncgen hooks are per thread: set them on the loop's
+    try:
+        stream = litellm.completion(model="fusion/closing", messages=MESSAGES, fusion=spec, stream=True)
+        assert next(c for c in stream if c.choices and c.choices[0].delta.content)
+        stream.close()
+
+        deadline = time.monotonic() + 2.0
+        while not synthesizer_hung_up(upstream_server) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert synthesizer_hung_up(upstream_server), (upstream_server.requests_for(SYNTH), upstream_server.stats(), parked)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+        _SYNC.run(_restore_and_close(hooks, parked))
