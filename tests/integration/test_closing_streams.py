@@ -5,6 +5,11 @@ with ``gc.disable()``): the cyclic GC is off, and the event loop's finalizer hoo
 reference counting closes a dropped generator, parks the generator instead of closing it. A generator that
 was dropped rather than closed then keeps its upstream request open, and the scripted server still sees the
 synthesizer's request in flight. With every stream closed explicitly, the server sees the client hang up.
+The close tests failed before the streams were closed explicitly; the cancellation one passed already (a
+cancelled read unwinds through every generator's own ``finally``) and guards that path.
+
+The file sorts before ``test_soak.py`` on purpose: the soak closes LiteLLM's cached HTTP clients, which this
+session's loop would otherwise get back closed.
 """
 
 from __future__ import annotations
