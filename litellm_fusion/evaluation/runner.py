@@ -26,7 +26,7 @@ from typing import Any
 import litellm
 
 from litellm_fusion._core.nested import CallError
-from litellm_fusion._core.usage import cost_of, usage_of
+from litellm_fusion._core.usage import Usage, cost_of, usage_of
 from litellm_fusion._host.sync import run_sync
 from litellm_fusion.evaluation import graders, stats
 from litellm_fusion.evaluation.configs import DEFAULT_TIMEOUT, ConfigError, EvalConfig, parse_config, parse_configs, resolve_data_path
@@ -177,8 +177,6 @@ def _vote_outcome(result: QuestionResult) -> None:
 
 
 def _summarise(config: EvalConfig, results: list[QuestionResult], unpriced: bool) -> ConfigSummary:
-    from litellm_fusion._core.usage import Usage
-
     spent = Usage.total(Usage(prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens, cost=r.cost) for r in results)
     answered = [r for r in results if r.latency_ms is not None]
     latencies = [r.latency_ms for r in answered if r.latency_ms is not None]

@@ -134,13 +134,13 @@ async def test_cancelling_the_reader_closes_the_synthesizers_connection(upstream
 
 
 def test_closing_a_sync_stream_after_one_chunk_closes_the_synthesizers_connection(upstream_server, spec):
-    from litellm_fusion._host.provider import _SYNC  # the sync entry points' loop thread, where the stream runs
+    from litellm_fusion._host.sync import run_sync  # on the sync entry points' loop thread, where the stream runs
 
     upstream_server.set_script(SYNTH, SLOW_SYNTH)
     parked: list[Any] = []
     gc_was_enabled = gc.isenabled()
     gc.disable()
-    hooks = _SYNC.run(_park_dropped_generators(parked))  # asyncgen hooks are per thread: set them on the loop's
+    hooks = run_sync(_park_dropped_generators(parked))  # asyncgen hooks are per thread: set them on the loop's
     try:
         stream = litellm.completion(model="fusion/closing", messages=MESSAGES, fusion=spec, stream=True)
         assert next(c for c in stream if c.choices and c.choices[0].delta.content)
@@ -153,4 +153,4 @@ def test_closing_a_sync_stream_after_one_chunk_closes_the_synthesizers_connectio
     finally:
         if gc_was_enabled:
             gc.enable()
-        _SYNC.run(_restore_and_close(hooks, parked))
+        run_sync(_restore_and_close(hooks, parked))
