@@ -152,9 +152,11 @@ async def drive(cfg: SoakConfig, upstream: Upstream, symptoms: Symptoms, log: An
     sites, by_owner = growth_sites(base_snapshot, end_snapshot)
     del base_snapshot, end_snapshot
 
-    # Close LiteLLM's cached clients now, so nothing is left for the interpreter's exit (or the next test).
+    # Close LiteLLM's cached clients now, so nothing is left for the interpreter's exit, and drop them from
+    # the cache: a closed client left there would be handed to the next caller in this process (a test).
     with contextlib.suppress(Exception):
         await litellm.close_litellm_async_clients()
+    litellm.in_memory_llm_clients_cache.flush_cache()
     return {
         "baseline": base,
         "trace_baseline": trace_base,
