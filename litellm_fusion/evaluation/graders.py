@@ -2,7 +2,9 @@
 
 Every grader reads the model's whole reply. Where a reply has a final-answer marker (``Answer: ...``,
 also ``**Answer:**``, ``Final answer:``), the line after the LAST marker is where ``exact`` and ``numeric``
-look first:
+look first; a reply without a marker that ends the way math-tuned models do, ``\\boxed{...}``, has its last
+box read instead. LaTeX wrappers around an answer (``\\boxed{Sunday}``, ``\\boxed{\\text{Sunday}}``, ``$\\text{Sunday}$``)
+are taken off before ``exact`` compares:
 
 - ``exact``: the normalised reply, or the normalised text after the last marker, equals the normalised
   expected answer (Unicode NFKC, case-folded, whitespace collapsed, markdown emphasis and surrounding
@@ -33,6 +35,7 @@ __all__ = [
     "extract_number",
     "parse_number",
     "normalise",
+    "unwrap_latex",
     "grade_exact",
     "grade_numeric",
     "grade_regex",
@@ -44,6 +47,9 @@ GRADERS = ("exact", "numeric", "regex", "judge")
 DEFAULT_TOLERANCE = 1e-6
 
 # "Answer:", "**Answer:**", "**Answer**:", "Final answer:", "ANSWER :"; the last one in a reply counts.
+# LaTeX a final answer comes wrapped in; innermost first, so \boxed{\text{Sunday}} unwraps in two passes.
+_LATEX_WRAPPER = re.compile(r"\\(?:boxed|text|textbf|mathrm)\s*\{([^{}]*)\}")
+_BOX = re.compile(r"\\boxed\s*\{")
 _MARKER = re.compile(r"(?i)\banswer\b[*_\s]*[:：]")
 _NUMBER = re.compile(
     r"""
@@ -74,12 +80,29 @@ class Grade:
 
 
 def final_answer_segment(text: str) -> str | None:
-    """The first non-empty line after the last ``Answer:`` marker, or None when there is no marker."""
+    """The first non-empty line after the last ``Answer:`` marker; without a marker, the content of the last
+    ``\\boxed{...}``; None when the reply has neither."""
     markers = list(_MARKER.finditer(text or ""))
-    if not markers:
+    if markers:
+        rest = text[markers[-1].end() :].lstrip()
+        return rest.split("\n", 1)[0].strip()
+    boxes = list(_BOX.finditer(text or ""))
+    if not boxes:
         return None
-    rest = text[markers[-1].end() :].lstrip()
-    return rest.split("\n", 1)[0].strip()
+    depth, start = 1, boxes[-1].end()
+    for index in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[index], 0)
+        if depth == 0:
+            return text[start:index].strip()
+    return text[start:].strip()  # an unclosed box (a reply cut off by max_tokens): what it holds so far
+
+
+def unwrap_latex(text: str) -> str:
+    """``text`` without the LaTeX commands a final answer comes wrapped in: ``\\boxed{..}``, ``\\text{..}``."""
+    previous = None
+    while previous != text:
+        previous, text = text, _LATEX_WRAPPER.sub(r"\1", text)
+    return text
 
 
 def _value(match: re.Match[str]) -> Fraction | None:
@@ -126,8 +149,8 @@ def parse_number(value: Any) -> Fraction:
 
 def normalise(text: Any) -> str:
     """Text for ``exact`` comparison: NFKC, case-folded, whitespace collapsed, emphasis and edge punctuation gone."""
-    out = unicodedata.normalize("NFKC", str(text if text is not None else "")).casefold()
-    out = re.sub(r"[*_`]+", "", out)
+    out = unwrap_latex(unicodedata.normalize("NFKC", str(text if text is not None else ""))).casefold()
+    out = re.sub(r"[*_`$]+", "", out)  # markdown emphasis, and TeX's inline-math dollars
     out = " ".join(out.split())
     return out.strip(" \t.,;:!?\"'()[]{}“”‘’")
 

@@ -169,6 +169,21 @@ async def _ask_and_grade(
     return result, unpriced
 
 
+def _regraded(result: QuestionResult, question: Question) -> QuestionResult:
+    """A result read back from the log, graded again with today's graders: grading is deterministic and asks
+    nothing, so a grader fix (a reply's ``\\boxed{Sunday}`` read as Sunday) reaches a resumed run and its report.
+    A judge grader's verdict is a model call and is kept as logged."""
+    if question.grader == "judge":
+        return result
+    if result.answer is not None:
+        grade = _grade(question, result.answer)
+        result.correct, result.extracted = grade.correct, grade.extracted
+    if result.fusion is not None and isinstance(result.trace, dict):
+        result.fusion = _fusion_summary(result.trace, question)
+        _vote_outcome(result)
+    return result
+
+
 def _vote_outcome(result: QuestionResult) -> None:
     """The panel's vote on this question and what the fusion did with it, into ``result.fusion``."""
     if result.fusion is not None:
@@ -266,6 +281,8 @@ async def arun_eval(
         register()
     started_at, started = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
     done = load_results_log(results_log, parsed, questions, retry_errors=retry_errors) if results_log is not None else {}
+    by_id = {q.id: q for q in questions}
+    done = {key: (_regraded(result, by_id[key[1]]), unpriced) for key, (result, unpriced) in done.items()}
     slots = asyncio.Semaphore(concurrency)
 
     async def one(question: Question, config: EvalConfig) -> tuple[QuestionResult, bool]:

@@ -97,6 +97,7 @@ def last_user(body: dict[str, Any]) -> str:
         ("Answer: 7.5 hours (7 hours 30 minutes)", 7.5),  # ... outside a restating parenthesis
         ("Answer: (7.5)", 7.5),  # ... unless that is all there is
         ("\\boxed{54.08}", 54.08),
+        ("3 + 4 = 7, so \\boxed{54.08} in all; check: 2 x 27.04", 54.08),  # no marker: the last box, not the last number
         ('I will end with "Answer: <number>".\n7 + 5 = 12', 12),  # marker without a number: the last number
         ("Answer: 1.5\nAnswer: 2.5", 2.5),  # the last marker
         ("Version 1.2.3 says 9", 9),
@@ -131,6 +132,12 @@ def test_exact_and_regex() -> None:
     assert grade_exact("Ｐａｒｉｓ", "Paris").correct  # NFKC
     assert not grade_exact("The capital is Paris", "Paris").correct  # exact means exact
     assert not grade_exact("Lyon", "Paris").correct
+    # LaTeX around the final answer (math-tuned models box it): read inside the box, after a marker or without one.
+    assert grade_exact("139 = 19 weeks + 6 days\n\nAnswer: \\boxed{Sunday}", "Sunday").correct
+    assert grade_exact("so it is a \\boxed{\\text{Sunday}}.", "Sunday").correct
+    assert grade_exact("Answer: $\\text{March 15, 2026}$", "March 15, 2026").correct
+    assert not grade_exact("Answer: \\boxed{Monday}", "Sunday").correct
+    assert not grade_exact("a \\boxed{Sunday} then Answer: Monday", "Sunday").correct  # the marker still wins
     hit = grade_regex("The capital is PARIS.", r"(?i)\bparis\b")
     assert hit.correct and hit.extracted == "PARIS"
     assert not grade_regex("Parisian food", r"\bParis\b").correct
@@ -601,6 +608,28 @@ def test_eval_command_resumes_where_it_stopped(tmp_path: Path, questions_file: P
     assert eval_cli.main([str(questions_file), "--config", configs, "--out", str(out), "--limit", "1", "--fresh"]) == 0
     assert "results appended to" in capsys.readouterr().err
     assert len((out / "results.jsonl").read_text(encoding="utf-8").splitlines()) == 2
+
+
+def test_a_resumed_run_grades_logged_replies_again(tmp_path: Path, questions_file: Path, cli_server, capsys, fusion_registered) -> None:
+    """A grade in the log is not trusted: the stored reply is graded again, so a grader fix reaches old results."""
+    out, configs = tmp_path / "out", str(_configs_file(tmp_path))
+    assert eval_cli.main([str(questions_file), "--config", configs, "--out", str(out), "--limit", "2"]) == 0
+    graded = {(r["config"], r["id"]): r["correct"] for r in json.loads((out / "results.json").read_text())["results"]}
+    log = out / "results.jsonl"
+    entries = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    for entry in entries:  # what an older, wrong grader would have written
+        entry["result"]["correct"] = not entry["result"]["correct"]
+        for member in (entry["result"].get("fusion") or {}).get("panel") or []:
+            member["correct"] = None
+    log.write_text("".join(json.dumps(e) + "\n" for e in entries), encoding="utf-8")
+    before = cli_server.stats()["total"]
+    assert eval_cli.main([str(questions_file), "--config", configs, "--out", str(out), "--report-only"]) == 0
+    assert cli_server.stats()["total"] == before
+    report = json.loads((out / "results.json").read_text())
+    assert {(r["config"], r["id"]): r["correct"] for r in report["results"]} == graded
+    fusions = [r for r in report["results"] if r["fusion"]]
+    assert fusions and all(m["correct"] is not None for r in fusions for m in r["fusion"]["panel"] if m["status"] == "ok")
+    capsys.readouterr()
 
 
 def test_eval_command_errors_are_usage_errors(tmp_path: Path, questions_file: Path, capsys, monkeypatch) -> None:
