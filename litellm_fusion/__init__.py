@@ -36,7 +36,7 @@ _EXPORTS = {
     "FusionSpec": "_spec.config",
     "MemberSpec": "_spec.config",
     "PresetStore": "_spec.config",
-    "FusionRequest": "_engine.pipeline",
+    "FusionRequest": "_engine.run",
     "FusionResult": "_engine.pipeline",
     "run_fusion": "_engine.pipeline",
     "stream_fusion": "_engine.pipeline",

@@ -26,8 +26,8 @@ from litellm_fusion._engine.progress import (
     SynthesizerStarted,
     WebToolCalled,
     listening,
-    progress_text,
 )
+from litellm_fusion._engine.progress_text import progress_text
 
 __all__ = [
     "CallFinished",

@@ -1,9 +1,9 @@
 """Shared fixtures: one scripted upstream server per session, LiteLLM with fusion registered.
 
-The folder is the tier: a test under ``tests/<tier>/`` gets the marker of that name (``integration``,
-``e2e``, ``local``, ``browser``; ``unit`` and ``web`` need no upstream and carry none), so ``make test-fast``
-and friends select by marker and a newcomer sees the tiers in the tree. A tier marker on a test in another
-tier's folder is a collection error.
+The folder is the tier: a test under ``tests/<tier>/`` gets the marker of that name (``unit``, ``web``,
+``integration``, ``e2e``, ``local``, ``browser``), so ``make test-fast`` and friends select by marker and a
+newcomer sees the tiers in the tree. A tier marker on a test in another tier's folder, or a test module
+outside a tier folder, is a collection error.
 
 The cost map must be the bundled one (no network), so the variable is set before LiteLLM is imported.
 """
@@ -28,22 +28,23 @@ from litellm_fusion.testing import Script, ScriptedServer, answer_blocks, script
 
 UPSTREAM_KEY = "sk-upstream-test"
 
-TIER_MARKERS = ("integration", "e2e", "local", "browser")
-UNMARKED_TIERS = ("unit", "web")
+TIERS = ("unit", "web", "integration", "e2e", "local", "browser")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     tests_dir = config.rootpath / "tests"
     for item in items:
+        if not item.path.is_relative_to(tests_dir):
+            continue  # a test file named on the command line from elsewhere: not a tier of this suite
         relative = item.path.relative_to(tests_dir)
         tier = relative.parts[0] if len(relative.parts) > 1 else None
-        if tier not in (*TIER_MARKERS, *UNMARKED_TIERS):
-            raise pytest.UsageError(f"{relative}: a test module belongs in a tier folder, one of {TIER_MARKERS + UNMARKED_TIERS}")
-        stray = [m.name for m in item.iter_markers() if m.name in TIER_MARKERS and m.name != tier]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{relative}: a test module belongs in a tier folder, one of {', '.join(TIERS)}")
+        stray = [m.name for m in item.iter_markers() if m.name in TIERS and m.name != tier]
         if stray:
             raise pytest.UsageError(f"{item.nodeid}: marked {stray[0]!r} but lives in tests/{tier}/; move it to tests/{stray[0]}/")
-        if tier in TIER_MARKERS:
-            item.add_marker(tier)
+        item.add_marker(tier)
+
 
 # Real model ids from LiteLLM's price map, so every nested call has a real cost. The server sees them
 # without the ``openai/`` prefix, which tells the stages apart.

@@ -88,7 +88,7 @@ def _is_timeout(exc: BaseException) -> bool:
 
 AnswerFn = Callable[[int, MemberSpec, dict[str, Any], UsageLedger], Awaitable[WebAnswer]]
 """How one member answers: ``(position in the panel, member, call kwargs, the member's own ledger)``; a plain
-call, or with web tools (``web.member``). Every call goes into that ledger, which also counts it for the request."""
+call, or with web tools (``_web.member``). Every call goes into that ledger, which also counts it for the request."""
 
 
 def plain_answer(complete: CompleteFn) -> AnswerFn:

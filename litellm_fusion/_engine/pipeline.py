@@ -118,18 +118,29 @@ _STREAMED = _Shape(decide=_decide_streamed, write=_write_streamed, agreed=_agree
 _END = object()
 
 
+class _DeadlinePassed(Exception):
+    """The request's deadline expired while waiting for an item (a ``TimeoutError`` a writer raises itself is
+    an error of that writer, which the fallback writer may recover from)."""
+
+
 async def _next_by(deadline: float, items: AsyncIterator[Any]) -> Any:
     """The next item of ``items`` (``_END`` after the last): the deadline bounds each wait for an item, not
     the time the consumer holds it."""
-    async with asyncio.timeout_at(deadline):
-        return await anext(items, _END)
+    timeout = asyncio.timeout_at(deadline)
+    try:
+        async with timeout:
+            return await anext(items, _END)
+    except TimeoutError:
+        if timeout.expired():
+            raise _DeadlinePassed from None
+        raise
 
 
 @contextlib.contextmanager
 def _deadline_mapped(run: FusionRun) -> Iterator[None]:
     try:
         yield
-    except TimeoutError:
+    except (TimeoutError, _DeadlinePassed):
         raise FusionTimeoutError(
             f"no answer within {run.request.timeout:.1f}s (stage reached: {run.stage()})",
             model=run.request.model,
@@ -196,8 +207,10 @@ async def _fused(
                     while (item := await _next_by(deadline, items)) is not _END:
                         sent_any = True
                         yield item
+                except _DeadlinePassed:
+                    raise
                 except Exception as exc:  # before the first item: the one fallback writer, then a 503
-                    if sent_any or isinstance(exc, TimeoutError):
+                    if sent_any:
                         raise
                     errors.append({"model": writer.model, **CallError.from_exception(exc, secrets=secrets_of(run.spec)).as_dict()})
                     report_writer(run, writer, writer_started, None, errors[-1])

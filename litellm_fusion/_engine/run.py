@@ -42,7 +42,7 @@ class FusionRequest:
     aliases: dict[str, str] = field(default_factory=dict)
     """Router ``model_name`` → the LiteLLM model behind it, for price and capability look-ups."""
     web_modes: tuple[str, ...] = ()
-    """Each panel member's web path (``off`` when empty): see ``web.member.member_web_mode``."""
+    """Each panel member's web path (``off`` when empty): see ``_web.member.member_web_mode``."""
     web_search: SearchFn | None = None
     """The client loop's search function, when a member may search client-side."""
     cost_estimate: float | None = None

@@ -1,7 +1,7 @@
 """The thin LiteLLM adapter: ``FusionLLM``, the ``fusion_llm`` instance the proxy loads, and ``register()``.
 
 All the work happens in :mod:`litellm_fusion._engine.pipeline`; this module only translates LiteLLM's handler
-arguments into a :class:`~litellm_fusion._engine.pipeline.FusionRequest` and the result back into the
+arguments into a :class:`~litellm_fusion._engine.run.FusionRequest` and the result back into the
 ``model_response`` LiteLLM handed in (never a nested response object, whose stamped cost LiteLLM would reuse).
 """
 
@@ -22,7 +22,8 @@ from litellm_fusion._core.errors import FusionConfigError, FusionError
 from litellm_fusion._core.nested import CompleteFn
 from litellm_fusion._engine.invocation import with_depth
 from litellm_fusion._engine.pipeline import FusionDone, FusionRequest, FusionResult, run_fusion, stream_fusion
-from litellm_fusion._engine.progress import ProgressEvent, current_listener, progress_text
+from litellm_fusion._engine.progress import ProgressEvent, current_listener
+from litellm_fusion._engine.progress_text import progress_text
 from litellm_fusion._host.clients import exposed_trace
 from litellm_fusion._host.request import build_request
 from litellm_fusion._host.routing import proxy_router, routed_complete

@@ -14,7 +14,7 @@ import httpx
 from litellm_fusion._core.errors import FusionConfigError
 from litellm_fusion._engine.budget import check_cost_cap, check_prompt_size
 from litellm_fusion._engine.invocation import check_client_tools, incoming_depth, split_server_tool
-from litellm_fusion._engine.pipeline import FusionRequest
+from litellm_fusion._engine.run import FusionRequest
 from litellm_fusion._engine.synthesis import FINAL_ANSWER_PARAMS
 from litellm_fusion._host.clients import ClientVetter, openrouter_overrides
 from litellm_fusion._host.routing import deployment_spec, fusion_model_names, router_names, underlying_models

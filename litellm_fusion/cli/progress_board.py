@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from litellm_fusion._engine import progress as p
+from litellm_fusion._engine.progress_text import one_line
 
 __all__ = ["Board", "live_progress"]
 
@@ -56,14 +57,14 @@ class Board:
                 self._set(f"panel{event.index}", "answered", f"{secs(event.latency_ms)}, {event.tokens} tokens{web}")
             case p.MemberFailed():
                 state = "timeout" if event.status == "timeout" else "failed"
-                self._set(f"panel{event.index}", state, f"{secs(event.latency_ms)}: {p.one_line(event.error_type, 40)}")
+                self._set(f"panel{event.index}", state, f"{secs(event.latency_ms)}: {one_line(event.error_type, 40)}")
             case p.MemberDropped():
-                self._set(f"panel{event.index}", "dropped", p.one_line(event.reason, 60))
+                self._set(f"panel{event.index}", "dropped", one_line(event.reason, 60))
             case p.WebToolCalled():
                 row = self.rows.get(f"panel{event.index}")
                 if row is not None and row.state == "running":
                     verb = "searching" if event.tool == "web_search" else "reading"
-                    row.detail = f"{verb} {p.one_line(event.argument, 50)}"
+                    row.detail = f"{verb} {one_line(event.argument, 50)}"
             case p.PanelAgreed():
                 for key in ("judge", "writer") if event.how in ("exact", "vote") else ("writer",):
                     self._set(key, "skipped", "the panel agreed")
@@ -71,7 +72,7 @@ class Board:
                 self._set("judge", "running", f"comparing {event.answers} answers")
             case p.JudgeFinished():
                 if event.failed_reason:
-                    self._set("judge", "failed", f"{secs(event.latency_ms)}: {p.one_line(event.failed_reason, 40)}")
+                    self._set("judge", "failed", f"{secs(event.latency_ms)}: {one_line(event.failed_reason, 40)}")
                 else:
                     found = f"{len(event.consensus)} agreed, {len(event.contradictions)} contested"
                     self._set("judge", "done", f"{secs(event.latency_ms)}, {event.tokens} tokens, {found}")
@@ -82,7 +83,7 @@ class Board:
                 if event.status == "ok":
                     self._set("writer", "done", f"{secs(event.latency_ms)}, {event.tokens} tokens")
                 else:
-                    self._set("writer", "failed", p.one_line(event.error, 60))
+                    self._set("writer", "failed", one_line(event.error, 60))
 
     def _set(self, key: str, state: str, detail: str) -> None:
         row = self.rows.get(key)

@@ -586,7 +586,7 @@ def test_all_members_failing_without_fallback_is_503_naming_each_member(proxy: P
 
 def test_stream_all_members_failing_is_503_before_any_chunk(proxy: Proxy):
     # Without progress lines nothing is sent before the panel is done, so its failure is still an HTTP status
-    # (with progress, the stream has begun: tests/test_e2e_progress.py checks the in-stream error).
+    # (with progress, the stream has begun: tests/e2e/test_e2e_progress.py checks the in-stream error).
     with proxy.http() as http:
         body = {"model": "fz-dead", "messages": MESSAGES, "stream": True, "fusion": {"progress": "none"}}
         reply = http.post("/v1/chat/completions", json=body)

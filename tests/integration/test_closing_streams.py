@@ -7,9 +7,6 @@ was dropped rather than closed then keeps its upstream request open, and the scr
 synthesizer's request in flight. With every stream closed explicitly, the server sees the client hang up.
 The close tests failed before the streams were closed explicitly; the cancellation one passed already (a
 cancelled read unwinds through every generator's own ``finally``) and guards that path.
-
-The file sorts before ``test_soak.py`` on purpose: the soak closes LiteLLM's cached HTTP clients, which this
-session's loop would otherwise get back closed.
 """
 
 from __future__ import annotations

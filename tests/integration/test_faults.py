@@ -227,7 +227,9 @@ async def test_02_rate_limited_member_with_retry_after_is_not_waited_for(srv, sp
     if retries == 0:
         assert nano["status"] == "error"
         assert (nano["error"]["type"], nano["error"]["status_code"]) == ("RateLimitError", 429)
-        assert elapsed < 0.5, elapsed  # failed at once, not after the grace
+        # Failed at once, not after the grace: the member's own time (the whole call's elapsed also counts the
+        # judge and the writer, and a cold first call in the process).
+        assert nano["latency_ms"] < 500, nano["latency_ms"]
     else:
         assert nano["status"] == "dropped"
         assert "cancelled 0.5s after the quorum (2) answered" in nano["error"]["message"]
@@ -256,7 +258,7 @@ async def test_03_hanging_member_is_dropped_after_the_grace_and_its_connection_c
     assert "after the quorum (2) answered" in nano["error"]["message"]
     assert trace["failed_models"] == [NANO_MODEL] and trace["degraded"] is True and trace["quorum"] == 2
     assert NANO_MODEL not in trace["letters"].values()
-    assert len(answer_blocks(judge_prompt_of(only(srv, JUDGE)))) == 2
+    assert len(answer_blocks(judge_prompt_of(only(srv, JUDGE)), nonce=nonce_of(only(srv, JUDGE)))) == 2
     # The hung request's connection was closed by the client, and nothing is left in flight.
     assert await poll(lambda: srv.stats()["in_flight"] == 0, 1.0), srv.stats()
     stats = srv.stats()
@@ -357,7 +359,7 @@ async def test_05_unusable_member_answer_is_a_failure_never_given_to_the_judge(s
 
     # The judge saw exactly the two real answers, each in its block; nothing of the failed member.
     judge = only(srv, JUDGE)
-    blocks = answer_blocks(judge_prompt_of(judge))
+    blocks = answer_blocks(judge_prompt_of(judge), nonce=nonce_of(judge))
     assert sorted(blocks.values()) == sorted([PANEL_TEXT["gpt-4o-mini"], PANEL_TEXT["gpt-4.1-mini"]])
     assert NANO_MODEL not in trace["letters"].values() and sorted(trace["letters"]) == ["A", "B"]
     upstream_nano = 0 if kind == "empty-choices" else 1
@@ -383,7 +385,7 @@ async def test_06_truncated_member_passes_with_its_finish_reason_in_the_trace(sr
     assert {p["finish_reason"] for p in trace["panel"] if p["model"] != NANO_MODEL} == {"stop"}
     assert trace["failed_models"] == [] and trace["degraded"] is False
     judge = only(srv, JUDGE)
-    assert truncated in answer_blocks(judge_prompt_of(judge)).values()
+    assert truncated in answer_blocks(judge_prompt_of(judge), nonce=nonce_of(judge)).values()
     assert counts(srv) == {**dict.fromkeys(PANEL, 1), JUDGE: 1, SYNTH: 1}
 
 

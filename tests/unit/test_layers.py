@@ -2,8 +2,10 @@
 imports itself back through another (no cycles), whether the import is at the top or inside a function.
 
 Layers, bottom-up (each package's docstring says the same): ``_core`` ← ``_spec`` ← ``_web`` ← ``_engine`` ←
-``_host`` ← the public packages (``progress``, ``testing``, ``local``, ``report``, then ``evaluation``, then ``cli``). The
-package root (``litellm_fusion/__init__.py``) is the facade and may name anything.
+``_host`` ← the public packages (``progress``, ``testing``, ``local``, ``report``, then ``evaluation``, then
+``cli``). The package root (``litellm_fusion/__init__.py``) is the facade and may name anything. A package's
+lazy ``_EXPORTS`` map counts as its imports. ``benchmarks/`` and ``scripts/`` are tools outside the package:
+they may import the internals they measure or probe.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ def imports_of(path: Path) -> set[str]:
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Assign) and any(getattr(target, "id", None) == "_EXPORTS" for target in node.targets):
+            # A package's lazy exports ({"name": "module"}) are imports made by importlib on first use.
+            assert isinstance(node.value, ast.Dict)
+            found.update(f"{package}.{value.value}" for value in node.value.values if isinstance(value, ast.Constant))
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.startswith("litellm_fusion"))
         elif isinstance(node, ast.ImportFrom):

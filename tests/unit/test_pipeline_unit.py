@@ -110,6 +110,21 @@ async def test_synthesizer_failure_falls_back_to_the_judge_model_once():
     assert result.trace["degraded"] is True
 
 
+@pytest.mark.parametrize("shape", ["one response", "stream"])
+async def test_a_writer_raising_timeout_error_itself_falls_back_the_deadline_does_not(shape):
+    """A ``TimeoutError`` from the writer's own call (a custom seam, an unmapped client timeout) is that writer's
+    failure, so the judge's model writes; only the request's deadline is a 408."""
+    seam = fake(**{"openai/writer": Reply(error=TimeoutError("socket read timed out")), "openai/judge": [Reply(ANALYSIS), Reply("fallback answer")]})
+    if shape == "one response":
+        result = await run_fusion(request(), complete=seam)
+        assert result.response.choices[0].message.content == "fallback answer"
+        trace = result.trace
+    else:
+        items = [item async for item in stream_fusion(request(), complete=seam)]
+        trace = items[-1].trace
+    assert trace["synthesizer"]["model"] == "openai/judge" and trace["synthesizer"]["errors"][0]["type"] == "TimeoutError"
+
+
 async def test_synthesizer_and_fallback_failing_is_a_503():
     down = Reply(error=upstream_error(litellm.InternalServerError, "down"))
     seam = fake(**{"openai/writer": down, "openai/judge": [Reply(ANALYSIS), down]})

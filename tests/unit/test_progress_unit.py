@@ -10,6 +10,7 @@ import pytest
 
 from litellm_fusion._engine import progress as p
 from litellm_fusion._engine.pipeline import FusionDone, FusionRequest, run_fusion, stream_fusion
+from litellm_fusion._engine.progress_text import one_line, progress_text
 from litellm_fusion._host.provider import generic_stream
 from litellm_fusion._spec.config import FusionSpec
 from litellm_fusion.testing import FakeCompletion, Reply, upstream_error
@@ -117,12 +118,12 @@ async def test_reasoning_chunks_come_before_content_and_only_when_asked():
 
 
 def test_one_line_makes_untrusted_text_inert_and_short():
-    assert p.one_line("a\nb\r\n\tc\u2028d\x1b[31m") == "a b c d \\[31m"
-    assert p.one_line("<img src=x onerror=alert(1)> **bold** [l](u) `c`") == (
+    assert one_line("a\nb\r\n\tc\u2028d\x1b[31m") == "a b c d \\[31m"
+    assert one_line("<img src=x onerror=alert(1)> **bold** [l](u) `c`") == (
         "\\<img src=x onerror=alert\\(1\\)\\> \\*\\*bold\\*\\* \\[l\\]\\(u\\) \\`c\\`"
     )
-    assert p.one_line("x" * 500, 50) == "x" * 49 + "…"
-    assert p.one_line(None) == ""
+    assert one_line("x" * 500, 50) == "x" * 49 + "…"
+    assert one_line(None) == ""
 
 
 @pytest.mark.parametrize(
@@ -130,7 +131,7 @@ def test_one_line_makes_untrusted_text_inert_and_short():
     [("exact", "no judge or synthesizer needed"), ("vote", "no judge or synthesizer needed"), ("judge", "no synthesizer needed")],
 )
 def test_panel_agreed_says_which_stages_are_skipped(how, skipped):
-    assert p.progress_text(p.PanelAgreed(at_ms=1, how=how)).strip() == f"The panel agrees ({how}): {skipped}."
+    assert progress_text(p.PanelAgreed(at_ms=1, how=how)).strip() == f"The panel agrees ({how}): {skipped}."
 
 
 async def test_interleaved_cancelled_while_waiting_leaves_no_pending_get():
