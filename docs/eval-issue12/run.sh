@@ -1,7 +1,7 @@
 #!/bin/bash
 # The README's local-model table, measured in the background. Resumable: run this script again and each
 # eval resumes from its OUT/results.jsonl (a result is appended as soon as it is graded).
-#   setsid nohup DIR/run.sh >> DIR/run.log 2>&1 < /dev/null &   (DIR: this script, models.ini and src/, a snapshot of the package)
+#   setsid nohup /work/wt/eval-run2/run.sh >> /work/wt/eval-run/run.log 2>&1 < /dev/null &
 # Rounds of 4 questions, alternating the two sets, each round through the four configurations question by
 # question: a run stopped at any point has paired results on both sets at a smaller n.
 set -u
@@ -9,9 +9,9 @@ cd "$(dirname "$0")"
 export LITELLM_LOCAL_MODEL_COST_MAP=True LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS=true
 export LITELLM_FUSION_LOCAL_BASE=http://127.0.0.1:8790/v1
 export PYTHONPATH=$PWD/src   # a snapshot of the commit in src/COMMIT: edits to the worktree do not leak in
-PY=${PY:-/work/wt/i12q/.venv/bin/python}   # a Python with litellm-fusion's dependencies
+PY=/work/wt/i12q/.venv/bin/python
 COMMIT=$(cat src/COMMIT)
-SERVER=${SERVER:-$(cat /work/wt/LLAMA_SERVER)}   # the llama-server binary (litellm-fusion local build-server)
+SERVER=$(cat /work/wt/LLAMA_SERVER)
 if ! curl -sf 127.0.0.1:8790/v1/models >/dev/null; then
   setsid nohup "$SERVER" --models-preset models.ini --models-max 2 --host 127.0.0.1 --port 8790 --no-webui --log-colors off \
     > llama-server.log 2>&1 < /dev/null &
