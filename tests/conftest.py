@@ -14,6 +14,7 @@ import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+import asyncio  # noqa: E402
 import string  # noqa: E402
 import threading  # noqa: E402
 from typing import Any  # noqa: E402
@@ -59,6 +60,28 @@ PANEL_TEXT = {
 }
 SYNTH_TEXT = "Paris is the capital of France; the Lyon claim is wrong."
 CONSENSUS_MARKER = "CONSENSUS-MARKER-7f3a: Paris is the capital"
+
+
+MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+async def fusion_call(*, sync: bool = False, stream: bool = False, **kwargs: Any) -> Any:
+    """One fusion call through LiteLLM; returns the response, or the list of chunks when streaming."""
+    kwargs.setdefault("model", "fusion/test")
+    kwargs.setdefault("messages", MESSAGES)
+    if stream:
+        kwargs.setdefault("stream_options", {"include_usage": True})
+    if sync:
+
+        def go() -> Any:
+            response = litellm.completion(stream=stream, **kwargs)
+            return list(response) if stream else response
+
+        return await asyncio.to_thread(go)
+    response = await litellm.acompletion(stream=stream, **kwargs)
+    if stream:
+        return [chunk async for chunk in response]
+    return response
 
 
 def upstream(model: str) -> str:

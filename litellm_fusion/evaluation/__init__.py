@@ -23,8 +23,7 @@ of the question set generators), ``cli`` (the command). Names are imported lazil
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from litellm_fusion import _lazy_exports
 
 _EXPORTS = {
     "ConfigError": "configs",
@@ -64,14 +63,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'litellm_fusion.evaluation' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS, globals())

@@ -27,8 +27,7 @@ May import: the packages below the public ones (``litellm_fusion._engine`` for t
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from litellm_fusion import _lazy_exports
 
 _EXPORTS = {
     "RecordedRequest": "server",
@@ -51,14 +50,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'litellm_fusion.testing' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS, globals())

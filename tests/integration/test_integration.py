@@ -17,12 +17,14 @@ import pytest
 from conftest import (
     CONSENSUS_MARKER,
     JUDGE_MODEL,
+    MESSAGES,
     PANEL_MODELS,
     PANEL_TEXT,
     SYNTH_MODEL,
     SYNTH_TEXT,
     UPSTREAM_KEY,
     closing_delimiters,
+    fusion_call,
     judge_text,
     member,
     upstream,
@@ -34,7 +36,6 @@ from litellm_fusion._core.errors import FusionConfigError
 from litellm_fusion._engine import prompts
 from litellm_fusion.testing import Script, ScriptedServer, ToolCall, answer_blocks
 
-MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 JUDGE = upstream(JUDGE_MODEL)
 SYNTH = upstream(SYNTH_MODEL)
 PANEL = [upstream(m) for m in PANEL_MODELS]
@@ -51,23 +52,6 @@ def _registered(fusion_registered):
 # ----- helpers ---------------------------------------------------------------------------------------
 
 
-async def fusion_call(*, sync: bool = False, stream: bool = False, **kwargs: Any) -> Any:
-    """One fusion call through LiteLLM; returns the response, or the list of chunks when streaming."""
-    kwargs.setdefault("model", "fusion/test")
-    kwargs.setdefault("messages", MESSAGES)
-    if stream:
-        kwargs.setdefault("stream_options", {"include_usage": True})
-    if sync:
-
-        def go() -> Any:
-            response = litellm.completion(stream=stream, **kwargs)
-            return list(response) if stream else response
-
-        return await asyncio.to_thread(go)
-    response = await litellm.acompletion(stream=stream, **kwargs)
-    if stream:
-        return [chunk async for chunk in response]
-    return response
 
 
 def text_of(result: Any) -> str:

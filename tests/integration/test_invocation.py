@@ -6,18 +6,16 @@ panel tool, or calls a client tool; the tests check what the caller gets and wha
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 import litellm
 import pytest
-from conftest import JUDGE_MODEL, PANEL_MODELS, SYNTH_MODEL, SYNTH_TEXT, upstream
+from conftest import JUDGE_MODEL, MESSAGES, PANEL_MODELS, SYNTH_MODEL, SYNTH_TEXT, fusion_call, upstream
 
 from litellm_fusion._engine.invocation import DEPTH_HEADER, FUSION_TOOL_NAME, focused_messages
 from litellm_fusion.testing import Script, ScriptedServer, ToolCall
 
-MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 SYNTH = upstream(SYNTH_MODEL)
 JUDGE = upstream(JUDGE_MODEL)
 PANEL = [upstream(m) for m in PANEL_MODELS]
@@ -36,20 +34,6 @@ def _registered(fusion_registered):
     yield fusion_registered
 
 
-async def call(*, sync: bool = False, stream: bool = False, **kwargs: Any) -> Any:
-    kwargs.setdefault("model", "fusion/test")
-    kwargs.setdefault("messages", MESSAGES)
-    if stream:
-        kwargs.setdefault("stream_options", {"include_usage": True})
-    if sync:
-
-        def go() -> Any:
-            response = litellm.completion(stream=stream, **kwargs)
-            return list(response) if stream else response
-
-        return await asyncio.to_thread(go)
-    response = await litellm.acompletion(stream=stream, **kwargs)
-    return [chunk async for chunk in response] if stream else response
 
 
 def text_of(result: Any) -> str:
@@ -88,7 +72,7 @@ def outer_calls_panel(question: str | None = FOCUS) -> list[Script]:
 @pytest.mark.parametrize(("sync", "stream"), MODES, ids=MODE_IDS)
 async def test_auto_direct_answer_is_one_call(upstream_server: ScriptedServer, spec: dict[str, Any], sync: bool, stream: bool) -> None:
     upstream_server.set_script(SYNTH, Script(text=DIRECT, prompt_tokens=40, completion_tokens=3, chunk_chars=3))
-    result = await call(sync=sync, stream=stream, fusion={**spec, "invocation": "auto"})
+    result = await fusion_call(sync=sync, stream=stream, fusion={**spec, "invocation": "auto"})
 
     assert text_of(result) == DIRECT
     assert [r.model for r in upstream_server.requests] == [SYNTH], "no panel, judge or synthesis call"
@@ -115,7 +99,7 @@ async def test_auto_direct_answer_is_one_call(upstream_server: ScriptedServer, s
 @pytest.mark.parametrize(("sync", "stream"), MODES, ids=MODE_IDS)
 async def test_auto_tool_call_runs_the_panel(upstream_server: ScriptedServer, spec: dict[str, Any], sync: bool, stream: bool) -> None:
     upstream_server.set_script(SYNTH, outer_calls_panel())
-    result = await call(sync=sync, stream=stream, fusion={**spec, "invocation": "auto"})
+    result = await fusion_call(sync=sync, stream=stream, fusion={**spec, "invocation": "auto"})
 
     assert text_of(result) == SYNTH_TEXT
     models = [r.model for r in upstream_server.requests]
@@ -138,7 +122,7 @@ async def test_auto_tool_call_runs_the_panel(upstream_server: ScriptedServer, sp
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 async def test_required_forces_the_tool(upstream_server: ScriptedServer, spec: dict[str, Any], stream: bool) -> None:
     upstream_server.set_script(SYNTH, outer_calls_panel(question=None))
-    result = await call(stream=stream, fusion={**spec, "invocation": "required"})
+    result = await fusion_call(stream=stream, fusion={**spec, "invocation": "required"})
 
     assert text_of(result) == SYNTH_TEXT
     outer = upstream_server.requests[0].body
@@ -151,7 +135,7 @@ async def test_required_runs_the_panel_even_when_the_model_ignores_tool_choice(
     upstream_server: ScriptedServer, spec: dict[str, Any]
 ) -> None:
     upstream_server.set_script(SYNTH, [Script(text="I will just answer."), Script(text=SYNTH_TEXT)])
-    result = await call(fusion={**spec, "invocation": "required"})
+    result = await fusion_call(fusion={**spec, "invocation": "required"})
     assert text_of(result) == SYNTH_TEXT
     assert len(upstream_server.requests) == 6
     assert "did not call the tool" in trace_of(result)["invocation"]["reason"]
@@ -160,7 +144,7 @@ async def test_required_runs_the_panel_even_when_the_model_ignores_tool_choice(
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 async def test_client_tools_still_work(upstream_server: ScriptedServer, spec: dict[str, Any], stream: bool) -> None:
     upstream_server.set_script(SYNTH, Script(tool_calls=[ToolCall("get_weather", {"city": "Paris"})]))
-    result = await call(stream=stream, fusion={**spec, "invocation": "auto"}, tools=[CLIENT_TOOL])
+    result = await fusion_call(stream=stream, fusion={**spec, "invocation": "auto"}, tools=[CLIENT_TOOL])
 
     assert [r.model for r in upstream_server.requests] == [SYNTH]
     assert tool_names(upstream_server.requests[0].body) == ["get_weather", FUSION_TOOL_NAME]
@@ -177,7 +161,7 @@ async def test_client_tools_still_work(upstream_server: ScriptedServer, spec: di
 
 async def test_panel_call_keeps_client_tools_for_the_synthesizer(upstream_server: ScriptedServer, spec: dict[str, Any]) -> None:
     upstream_server.set_script(SYNTH, outer_calls_panel())
-    await call(fusion={**spec, "invocation": "auto"}, tools=[CLIENT_TOOL])
+    await fusion_call(fusion={**spec, "invocation": "auto"}, tools=[CLIENT_TOOL])
     assert tool_names(upstream_server.requests[-1].body) == ["get_weather"]
 
 
@@ -195,7 +179,7 @@ async def test_tool_call_written_as_text_calls_the_panel(
 ) -> None:
     """llama-cpp-python with a model's own chat template returns the call as text (Qwen: tagged or fenced)."""
     upstream_server.set_script(SYNTH, [Script(text=text, chunk_chars=5), Script(text=SYNTH_TEXT)])
-    result = await call(stream=stream, fusion={**spec, "invocation": "auto"})
+    result = await fusion_call(stream=stream, fusion={**spec, "invocation": "auto"})
     assert text_of(result) == SYNTH_TEXT, "the call's text is never forwarded"
     assert trace_of(result)["invocation"]["question"] == FOCUS
     assert len(upstream_server.requests) == 6
@@ -211,14 +195,14 @@ async def test_text_that_only_looks_like_a_tool_call_is_forwarded(
     upstream_server: ScriptedServer, spec: dict[str, Any], stream: bool, text: str
 ) -> None:
     upstream_server.set_script(SYNTH, Script(text=text, chunk_chars=4))
-    result = await call(stream=stream, fusion={**spec, "invocation": "auto"})
+    result = await fusion_call(stream=stream, fusion={**spec, "invocation": "auto"})
     assert text_of(result) == text
     assert len(upstream_server.requests) == 1
 
 
 async def test_outer_call_failure_falls_back_to_the_panel(upstream_server: ScriptedServer, spec: dict[str, Any]) -> None:
     upstream_server.set_script(SYNTH, [Script(status=500, error_message="outer down"), Script(text=SYNTH_TEXT)])
-    result = await call(fusion={**spec, "invocation": "auto", "num_retries": 0})
+    result = await fusion_call(fusion={**spec, "invocation": "auto", "num_retries": 0})
     assert text_of(result) == SYNTH_TEXT
     invocation = trace_of(result)["invocation"]
     assert invocation["invoked"] is True and invocation["outer"]["status"] == "error"
@@ -226,7 +210,7 @@ async def test_outer_call_failure_falls_back_to_the_panel(upstream_server: Scrip
 
 
 async def test_always_makes_no_outer_call(upstream_server: ScriptedServer, spec: dict[str, Any]) -> None:
-    result = await call(fusion=spec)
+    result = await fusion_call(fusion=spec)
     assert [r.model for r in upstream_server.requests].count(SYNTH) == 1
     assert trace_of(result)["invocation"]["mode"] == "always"
 
@@ -235,7 +219,7 @@ async def test_always_makes_no_outer_call(upstream_server: ScriptedServer, spec:
 async def test_server_tool_shape_means_auto(upstream_server: ScriptedServer, spec: dict[str, Any], stream: bool) -> None:
     upstream_server.set_script(SYNTH, Script(text=DIRECT))
     server_tool = {"type": "openrouter:fusion", "parameters": {"analysis_models": spec["panel"][:2]}}
-    result = await call(stream=stream, fusion=spec, tools=[server_tool, CLIENT_TOOL])
+    result = await fusion_call(stream=stream, fusion=spec, tools=[server_tool, CLIENT_TOOL])
     assert text_of(result) == DIRECT
     assert tool_names(upstream_server.requests[0].body) == ["get_weather", FUSION_TOOL_NAME]
     assert trace_of(result)["invocation"]["mode"] == "auto"
@@ -245,7 +229,7 @@ async def test_server_tool_with_tool_choice_required_forces_the_panel(upstream_s
     upstream_server.set_script(SYNTH, outer_calls_panel())
     server_tool = {"type": "openrouter:fusion", "parameters": {"analysis_models": spec["panel"][:2]}}
     without_panel = {k: v for k, v in spec.items() if k != "panel"}  # a `fusion` field's panel would win over the tool's
-    result = await call(fusion=without_panel, tools=[server_tool], tool_choice="required")
+    result = await fusion_call(fusion=without_panel, tools=[server_tool], tool_choice="required")
     assert text_of(result) == SYNTH_TEXT
     trace = trace_of(result)
     assert trace["invocation"]["mode"] == "required"
@@ -268,7 +252,7 @@ async def test_bad_input_is_a_400_with_no_upstream_call(
 ) -> None:
     fusion = {**spec, **extra.pop("fusion_patch", {})}
     with pytest.raises(litellm.BadRequestError) as caught:
-        await call(fusion=fusion, **extra)
+        await fusion_call(fusion=fusion, **extra)
     assert field in str(caught.value)
     assert upstream_server.requests == []
 
@@ -276,7 +260,7 @@ async def test_bad_input_is_a_400_with_no_upstream_call(
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 async def test_nested_calls_carry_the_depth_header(upstream_server: ScriptedServer, spec: dict[str, Any], stream: bool) -> None:
     upstream_server.set_script(SYNTH, outer_calls_panel())
-    await call(stream=stream, fusion={**spec, "invocation": "auto"})
+    await fusion_call(stream=stream, fusion={**spec, "invocation": "auto"})
     assert len(upstream_server.requests) == 6
     assert {r.headers.get(DEPTH_HEADER) for r in upstream_server.requests} == {"1"}
 
@@ -289,7 +273,7 @@ async def test_depth_one_answers_as_a_single_call(
     """What a proxy does with a fusion request from another fusion: one call, no tool, no fan-out."""
     upstream_server.set_script(SYNTH, Script(text=DIRECT))
     proxied = {"headers": {DEPTH_HEADER: "1"}}
-    result = await call(stream=stream, fusion={**spec, "invocation": invocation}, proxy_server_request=proxied)
+    result = await fusion_call(stream=stream, fusion={**spec, "invocation": invocation}, proxy_server_request=proxied)
     assert text_of(result) == DIRECT
     assert [r.model for r in upstream_server.requests] == [SYNTH]
     assert "tools" not in upstream_server.requests[0].body
@@ -300,7 +284,7 @@ async def test_depth_one_answers_as_a_single_call(
 
 async def test_outer_call_is_on_the_trace_timeline(upstream_server: ScriptedServer, spec: dict[str, Any]) -> None:
     upstream_server.set_script(SYNTH, outer_calls_panel())
-    trace = trace_of(await call(fusion={**spec, "invocation": "auto"}))
+    trace = trace_of(await fusion_call(fusion={**spec, "invocation": "auto"}))
     outer_start = trace["invocation"]["outer"]["start_ms"]
     assert outer_start is not None and 0 <= outer_start
     assert all(m["start_ms"] >= outer_start + trace["invocation"]["outer"]["latency_ms"] - 1 for m in trace["panel"]), (
@@ -318,7 +302,7 @@ def reasoning_of(chunks: list[Any]) -> tuple[str, int, int]:
 
 async def test_auto_progress_says_the_writer_decides_and_a_direct_answer_follows(upstream_server: ScriptedServer, spec: dict[str, Any]):
     upstream_server.set_script(SYNTH, Script(text=DIRECT, chunk_chars=3))
-    chunks = await call(stream=True, fusion={**spec, "invocation": "auto"})
+    chunks = await fusion_call(stream=True, fusion={**spec, "invocation": "auto"})
     text, last_reasoning, first_content = reasoning_of(chunks)
     panel = ", ".join(PANEL_MODELS)
     assert text == f"Fusion test: writer {SYNTH_MODEL} decides whether to ask its panel of 3 models ({panel}); judge {JUDGE_MODEL}.\n"
@@ -327,7 +311,7 @@ async def test_auto_progress_says_the_writer_decides_and_a_direct_answer_follows
 
 async def test_auto_progress_shows_the_panel_it_called_before_the_answer(upstream_server: ScriptedServer, spec: dict[str, Any]):
     upstream_server.set_script(SYNTH, outer_calls_panel())
-    chunks = await call(stream=True, fusion={**spec, "invocation": "auto"})
+    chunks = await fusion_call(stream=True, fusion={**spec, "invocation": "auto"})
     text, last_reasoning, first_content = reasoning_of(chunks)
     lines = text.splitlines()
     assert lines[0].startswith(f"Fusion test: writer {SYNTH_MODEL} decides whether to ask its panel")
