@@ -480,7 +480,6 @@ def generate(count: int = DEFAULT_COUNT, seed: int = DEFAULT_SEED) -> list[dict[
     return records
 
 
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=DEFAULT_COUNT, help=f"number of problems (default {DEFAULT_COUNT})")

@@ -86,7 +86,6 @@ def build(hard: int, easy: int, seed: int) -> list[dict[str, Any]]:
     return mixed
 
 
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hard", type=int, default=8, help="multi-step questions from arithmetic.jsonl (default 8)")

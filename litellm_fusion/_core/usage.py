@@ -70,7 +70,7 @@ class CallRecord:
     @property
     def total_tokens(self) -> int:
         """Prompt plus completion tokens."""
-        return self.prompt_tokens + self.completion_tokens
+        return self.usage.total_tokens
 
 
 def call_trace(record: CallRecord) -> dict[str, Any]:

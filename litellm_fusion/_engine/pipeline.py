@@ -35,7 +35,6 @@ from litellm_fusion._engine.run import FusionRequest, FusionRun
 from litellm_fusion._engine.stages import decided, decision_args, panel_and_judge, report_start, report_writer, writer_messages, writers
 from litellm_fusion._engine.synthesis import stream_synthesis, synthesize
 from litellm_fusion._engine.trace import build_trace, writer_trace
-from litellm_fusion._spec.call_kwargs import secrets_of
 from litellm_fusion._spec.config import MemberSpec
 from litellm_fusion._web.tools import FetcherFactory, default_fetcher
 
@@ -212,7 +211,7 @@ async def _fused(
                 except Exception as exc:  # before the first item: the one fallback writer, then a 503
                     if sent_any:
                         raise
-                    errors.append({"model": writer.model, **CallError.from_exception(exc, secrets=secrets_of(run.spec)).as_dict()})
+                    errors.append({"model": writer.model, **CallError.from_exception(exc, secrets=run.secrets).as_dict()})
                     report_writer(run, writer, writer_started, None, errors[-1])
                     for event in drained(events):
                         yield event

@@ -26,6 +26,7 @@ __all__ = [
     "render_vote",
     "new_nonce",
     "render_conversation",
+    "content_text",
     "render_answers",
     "judge_user_prompt",
     "repair_user_prompt",
@@ -157,7 +158,8 @@ def _clean(text: str, nonce: str) -> str:
     return text.replace(nonce, "")
 
 
-def _content_text(content: Any) -> str:
+def content_text(content: Any) -> str:
+    """A message's content as text: a string as is, the text parts of a content-parts list, else JSON."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -169,7 +171,7 @@ def render_conversation(messages: list[dict[str, Any]], nonce: str) -> str:
     """The conversation as a plain transcript, for the judge."""
     lines = []
     for message in messages:
-        text = _content_text(message.get("content"))
+        text = content_text(message.get("content"))
         if message.get("tool_calls"):
             text += "\n[tool calls: " + json.dumps(message["tool_calls"], default=str)[:2000] + "]"
         lines.append(f"[{message.get('role', 'user')}]\n{_clean(text, nonce)}")

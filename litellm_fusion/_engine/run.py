@@ -20,6 +20,7 @@ from litellm_fusion._engine.invocation import focused_messages
 from litellm_fusion._engine.judge import JudgeOutcome
 from litellm_fusion._engine.panel import MemberOutcome
 from litellm_fusion._engine.progress import CallFinished, Progress
+from litellm_fusion._spec.call_kwargs import secrets_of
 from litellm_fusion._spec.config import FusionSpec
 from litellm_fusion._web.search import SearchFn
 from litellm_fusion._web.tools import FetcherFactory
@@ -82,8 +83,11 @@ class FusionRun:
     """The outer decision's trace entry (``invocation.Decision.trace``)."""
     focus: str | None = None
     """The outer model's focused question for the panel."""
+    secrets: tuple[str, ...] = field(init=False)
+    """Every API key of the spec, resolved once per request, for redacting error messages."""
 
     def __post_init__(self) -> None:
+        self.secrets = secrets_of(self.request.spec)
         # One zero for the events and the trace's start_ms; the ledger sees every nested call that returned.
         self.progress.started = self.ledger.origin
         self.ledger.on_record = self._report_call

@@ -26,7 +26,6 @@ from litellm_fusion._engine.progress import (
 from litellm_fusion._engine.run import FusionRun
 from litellm_fusion._engine.synthesis import synthesis_messages
 from litellm_fusion._engine.trace import build_trace
-from litellm_fusion._spec.call_kwargs import secrets_of
 from litellm_fusion._spec.config import FusionSpec, MemberSpec
 from litellm_fusion._web.member import WebAnswer, answer_with_web
 from litellm_fusion._web.tools import FetcherLike
@@ -59,7 +58,7 @@ def decision_args(run: FusionRun) -> dict[str, Any]:
         "final_params": request.final_params,
         "complete": run.complete,
         "ledger": run.ledger,
-        "secrets": secrets_of(run.spec),
+        "secrets": run.secrets,
         "depth": request.depth,
     }
 
@@ -125,7 +124,7 @@ async def panel_and_judge(run: FusionRun) -> None:
             answer=_answer_fn(run, fetcher),
             ledger=run.ledger,
             timeout=run.remaining(spec.panel_timeout),
-            secrets=secrets_of(spec),
+            secrets=run.secrets,
             progress=run.progress,
         )
     finally:

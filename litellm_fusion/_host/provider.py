@@ -58,14 +58,14 @@ def _copy_choices(source: Any) -> list[Choices]:
     return choices
 
 
-def fill_response(model_response: ModelResponse, result: FusionResult, name: str, expose: str = "full") -> ModelResponse:
+def fill_response(model_response: ModelResponse, result: FusionResult, model: str, expose: str = "full") -> ModelResponse:
     """Copy the synthesizer's choices into LiteLLM's response and stamp summed usage, cost and trace.
 
     ``_hidden_params["fusion"]`` always holds the full trace (server-side callbacks and SDK callers);
     the top-level ``fusion`` field, which the proxy returns to its client, follows ``expose``.
     """
     model_response.choices = _copy_choices(result.response)
-    model_response.model = f"fusion/{name}"
+    model_response.model = model
     usage = result.ledger.to_usage()
     model_response.usage = usage
     # usage.cost is what LiteLLM >= 1.109 bills; older versions read only the stamped hidden param.
@@ -243,7 +243,7 @@ class FusionLLM(CustomLLM):
             charge_failure(logging_obj, result.trace)
             raise
         record_spend(litellm_params, result.ledger)
-        return fill_response(model_response, result, model, request.spec.expose)
+        return fill_response(model_response, result, request.model, request.spec.expose)
 
     async def astreaming(
         self,
@@ -269,7 +269,7 @@ class FusionLLM(CustomLLM):
             spent = await stack.enter_async_context(contextlib.aclosing(_spend_recorded(fusion, litellm_params)))
             bounded = await stack.enter_async_context(contextlib.aclosing(guard.bounded(spent)))
             events = await stack.enter_async_context(
-                contextlib.aclosing(generic_stream(bounded, request.spec.expose, request.spec.progress, f"fusion/{model}"))
+                contextlib.aclosing(generic_stream(bounded, request.spec.expose, request.spec.progress, request.model))
             )
             while True:
                 # Set and reset around each step: a generator's context must not leak into the consumer's.

@@ -136,7 +136,7 @@ async def _ask_and_grade(
         result.error = _error(exc, "call", config.secrets(), config.timeout or timeout)
         result.prompt_tokens, result.completion_tokens, result.total_tokens, result.cost = prompt, completion, prompt + completion, cost
         trace = getattr(exc, "trace", None)
-        if isinstance(trace, dict):
+        if isinstance(trace, dict):  # no answer to grade; the panel's answers still are
             result.fusion, result.trace = _fusion_summary(trace, question), trace
             _vote_outcome(result)
         return result, unpriced
@@ -146,13 +146,10 @@ async def _ask_and_grade(
     result.answer, result.latency_ms = reply, round(latency_ms, 1)
     result.prompt_tokens, result.completion_tokens, result.total_tokens, result.cost = prompt, completion, prompt + completion, cost
     trace = (getattr(response, "_hidden_params", None) or {}).get("fusion")
-    if config.kind == "fusion" and isinstance(trace, dict):
-        result.fusion, result.trace = _fusion_summary(trace, question), trace
+    result.trace = trace if config.kind == "fusion" and isinstance(trace, dict) else None
     if question.grader != "judge":
-        grade = _grade(question, reply)
-        result.correct, result.extracted = grade.correct, grade.extracted
-        _vote_outcome(result)
-        return result, unpriced
+        return _graded(result, question), unpriced
+    result.fusion = _fusion_summary(result.trace, question) if result.trace is not None else None
     assert grader is not None  # checked before the run
     try:
         verdict_response, _ = await _call(grader, graders.judge_messages(question.question, question.answer, reply), timeout)
@@ -169,16 +166,18 @@ async def _ask_and_grade(
     return result, unpriced
 
 
-def _regraded(result: QuestionResult, question: Question) -> QuestionResult:
-    """A result read back from the log, graded again with today's graders: grading is deterministic and asks
-    nothing, so a grader fix (a reply's ``\\boxed{Sunday}`` read as Sunday) reaches a resumed run and its report.
-    A judge grader's verdict is a model call and is kept as logged."""
+def _graded(result: QuestionResult, question: Question) -> QuestionResult:
+    """``result`` graded with the question's (deterministic) grader: its answer, when it has one, and for a
+    fusion its trace's panel answers, the panel's vote and what the fusion did with it. Used when a result is
+    first made and again when it is read back from the log, so a grader fix (a reply's ``\\boxed{Sunday}`` read
+    as Sunday) reaches a resumed run and its report. A judge grader's verdict is a model call: a logged one
+    is kept."""
     if question.grader == "judge":
         return result
     if result.answer is not None:
         grade = _grade(question, result.answer)
         result.correct, result.extracted = grade.correct, grade.extracted
-    if result.fusion is not None and isinstance(result.trace, dict):
+    if isinstance(result.trace, dict):
         result.fusion = _fusion_summary(result.trace, question)
         _vote_outcome(result)
     return result
@@ -282,7 +281,7 @@ async def arun_eval(
     started_at, started = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
     done = load_results_log(results_log, parsed, questions, retry_errors=retry_errors) if results_log is not None else {}
     by_id = {q.id: q for q in questions}
-    done = {key: (_regraded(result, by_id[key[1]]), unpriced) for key, (result, unpriced) in done.items()}
+    done = {key: (_graded(result, by_id[key[1]]), unpriced) for key, (result, unpriced) in done.items()}
     slots = asyncio.Semaphore(concurrency)
 
     async def one(question: Question, config: EvalConfig) -> tuple[QuestionResult, bool]:

@@ -55,22 +55,16 @@ def _messages(request: Any) -> list[dict[str, Any]]:
     body = getattr(request, "body", request)  # a RecordedRequest carries the parsed body
     messages = (body.get("messages") or []) if isinstance(body, Mapping) else body
     if not isinstance(messages, Sequence) or isinstance(messages, str):
-        raise TypeError(f"expected a request (a RecordedRequest, a body or call kwargs with 'messages') or a message list, got {type(request).__name__}")
+        raise TypeError(
+            f"expected a request (a RecordedRequest, a body or call kwargs with 'messages') or a message list, got {type(request).__name__}"
+        )
     return [m for m in messages if isinstance(m, Mapping)]
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content parts: only the text ones carry prompt text
-        return "\n".join(str(part.get("text", "")) for part in content if isinstance(part, Mapping) and part.get("type") == "text")
-    return ""
 
 
 def _prompt_text(prompt: Any) -> str:
     if isinstance(prompt, str):
         return prompt
-    return "\n\n".join(_text(m.get("content")) for m in _messages(prompt))
+    return "\n\n".join(prompts.content_text(m.get("content")) for m in _messages(prompt))
 
 
 def stage_of(request: Any) -> Stage:
@@ -83,7 +77,7 @@ def stage_of(request: Any) -> Stage:
     messages = _messages(request)
     first = messages[0] if messages else {}
     if first.get("role") == "system":
-        system = _text(first.get("content"))
+        system = prompts.content_text(first.get("content"))
         for stage, opening in _OPENINGS:
             if system.startswith(opening):
                 return stage  # type: ignore[return-value]  # the keys of STAGE_SYSTEMS

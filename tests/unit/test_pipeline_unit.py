@@ -111,9 +111,9 @@ async def test_synthesizer_failure_falls_back_to_the_judge_model_once():
 
 
 @pytest.mark.parametrize("shape", ["one response", "stream"])
-async def test_a_writer_raising_timeout_error_itself_falls_back_the_deadline_does_not(shape):
+async def test_a_writer_raising_timeout_error_itself_falls_back(shape):
     """A ``TimeoutError`` from the writer's own call (a custom seam, an unmapped client timeout) is that writer's
-    failure, so the judge's model writes; only the request's deadline is a 408."""
+    failure, so the judge's model writes (the request's deadline is a 408: test_deadline_raises_timeout_and_cancels_the_panel)."""
     seam = fake(**{"openai/writer": Reply(error=TimeoutError("socket read timed out")), "openai/judge": [Reply(ANALYSIS), Reply("fallback answer")]})
     if shape == "one response":
         result = await run_fusion(request(), complete=seam)
