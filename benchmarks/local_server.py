@@ -2,11 +2,12 @@
 """The local server, before and after: llama-cpp-python's server against llama.cpp's ``llama-server``.
 
     python benchmarks/local_server.py [--backends llama-cpp-python,llama-server] [--sections tps,panel,fusion,build]
-                                      [--tokens 200] [--reps 1] [--out benchmarks/results/local_server.json]
+                                      [--tokens 200] [--reps 1] [--threads N] [--out benchmarks/results/local_server.json]
 
 Needs ``make local`` (both models; llama-server built, llama-cpp-python installed). Each backend in turn is
-started on a free port with the same threads (``litellm_fusion.local.serve``), measured, and stopped, so the
-two never share the cores. Prints a markdown table and writes the raw numbers as JSON.
+started on a free port with the same threads (``litellm_fusion.local.serve``; ``--threads``, default all cores),
+measured, and stopped, so the two never share the cores. The server's own log (its per-request timings:
+prompt tokens read and tokens written, each with its time) is kept beside ``--out``. Prints a markdown table and writes the raw numbers as JSON.
 
   tps     one request per model, ``--tokens`` completion tokens at temperature 0 (end tokens banned, so
           every completion is that long): completion tokens per second of wall time (the prompt is a few
@@ -174,10 +175,9 @@ def section_build(cold: bool, jobs: int | None) -> dict[str, Any]:
     return {"how": f"recorded by the build of {found[0]} at {found[1].get('built_at')}", "seconds": found[1].get("build_seconds")}
 
 
-async def measure_backend(backend: str, sections: str, tokens: int, reps: int) -> dict[str, Any]:
-    log = Path(tempfile.gettempdir()) / f"local_server_bench_{backend}.log"  # kept after the run, for a failed one
-    server = local.serve(port=None, backend=backend, log_path=log)
-    out: dict[str, Any] = {"backend": backend, "started_in_s": round(server.started_in, 1), "base_url": server.base_url}
+async def measure_backend(backend: str, sections: str, tokens: int, reps: int, threads: int, log: Path) -> dict[str, Any]:
+    server = local.serve(port=None, backend=backend, log_path=log, n_threads=threads)
+    out: dict[str, Any] = {"backend": backend, "started_in_s": round(server.started_in, 1), "base_url": server.base_url, "log": str(log)}
     print(f"# {backend}: serving at {server.base_url} (started in {server.started_in:.1f} s; log {log})", file=sys.stderr, flush=True)
     try:
         if "tps" in sections:
@@ -233,6 +233,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=1)
     parser.add_argument("--cold-build", action="store_true", help="build llama-server from scratch into a temp dir and time it")
     parser.add_argument("--jobs", type=int)
+    parser.add_argument("--threads", type=int, default=local.default_threads(), help="threads per model (default: all cores)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "local_server.json"))
     args = parser.parse_args()
     sections = set(args.sections.split(","))
@@ -242,14 +243,16 @@ def main() -> int:
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": platform.platform(),
         "cpus": os.cpu_count(),
-        "threads": local.default_threads(),
+        "threads": args.threads,
         "tokens": args.tokens,
         "reps": args.reps,
         "load_start": load(),
         "backends": [],
     }
     for backend in args.backends.split(","):
-        results["backends"].append(asyncio.run(measure_backend(backend, sections, args.tokens, args.reps)))
+        log = Path(args.out).with_suffix(f".{backend}.log")  # the server's timings; kept for a failed run too
+        log.parent.mkdir(parents=True, exist_ok=True)
+        results["backends"].append(asyncio.run(measure_backend(backend, sections, args.tokens, args.reps, args.threads, log)))
     if "build" in sections:
         results["build"] = section_build(args.cold_build, args.jobs)
     results["load_end"] = load()

@@ -31,8 +31,9 @@ def agreed_answer(answers: list[str]) -> str | None:
 
 
 def agreed_claim(answers: list[str]) -> str | None:
-    """The first answer when there are at least two and each states the same final claim on its ``Answer:``
-    line (``$57.24`` and ``57.240`` agree), else None: a unanimous vote, which a judge could only confirm."""
+    """The first answer when there are at least two and each states the same final claim (its last
+    ``Answer:`` line, else its last ``\\boxed{}``: ``vote.final_claim``; ``$57.24`` and ``57.240`` agree), else
+    None: a unanimous vote, which a judge could only confirm."""
     if len(answers) < 2:
         return None
     claims = [final_claim(a) for a in answers]

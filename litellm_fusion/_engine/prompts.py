@@ -110,6 +110,9 @@ VOTE_GUIDANCE: dict[str, str] = {
     "checked_minority": "Most answers agree on {majority!r}, but the judge found a wrong step in each of them and "
     "checked the minority answer {trusted!r} as correct: verify that step yourself; if the judge is right, "
     "give {trusted!r}, otherwise give the majority's answer.",
+    "checked_minorities": "Most answers agree on {majority!r}, but the judge found a wrong step in each of them and "
+    "checked answers with different final claims as correct: compare those answers' steps, work the problem "
+    "yourself, and give the answer whose reasoning holds.",
     "checked_answer": "The answers disagree, with no majority; the judge checked {trusted!r} as correct: verify "
     "its steps and give it unless you find a specific error.",
     "no_majority": "The answers disagree, with no majority and no single checked answer: compare their steps, "

@@ -8,7 +8,8 @@ everything anchors on noise or on the majority, while one that *verifies* recove
 when a checked minority may overturn it:
 
 - ``trust_majority``: a strict majority shares one final claim and the judge did not reject all of it;
-- ``checked_minority``: the judge rejected every majority answer and accepted a minority one;
+- ``checked_minority``: the judge rejected every majority answer and accepted minority answers of one claim;
+- ``checked_minorities``: it rejected every majority answer and accepted answers of two or more other claims;
 - ``checked_answer``: no majority, and the answers the judge accepted all share one claim;
 - ``no_majority``: no majority and no single checked claim: the synthesizer weighs the analysis;
 - ``recheck``: the judge rejected the majority and accepted nothing else: the synthesizer works it out.
@@ -30,7 +31,7 @@ from typing import Any, Literal
 __all__ = ["Verdict", "Recommendation", "Vote", "final_claim", "claim_key", "count_vote"]
 
 Verdict = Literal["correct", "wrong", "unsure"]
-Recommendation = Literal["trust_majority", "checked_minority", "checked_answer", "no_majority", "recheck"]
+Recommendation = Literal["trust_majority", "checked_minority", "checked_minorities", "checked_answer", "no_majority", "recheck"]
 
 # "Answer:", "**Answer:**", "Final answer:"; the last one in the text counts (as the eval's graders read it).
 _MARKER = re.compile(r"(?i)\banswer\b[*_\s]*[:：]")
@@ -116,7 +117,7 @@ class Vote:
     """The claim a strict majority of answers share, if any."""
     recommendation: Recommendation
     trusted: str | None
-    """The claim the recommendation points at (None for ``no_majority`` and ``recheck``)."""
+    """The claim the recommendation points at (None for ``checked_minorities``, ``no_majority`` and ``recheck``)."""
 
     def as_dict(self, names: Mapping[str, str] | None = None) -> dict[str, Any]:
         """The vote as data; with ``names``, letters are replaced by model names (for the trace)."""
@@ -179,6 +180,8 @@ def count_vote(answers: Mapping[str, str], judged: Mapping[str, Mapping[str, Any
         if all(verdicts[x] == "wrong" for x in majority_letters):
             if len(minority_accepted) == 1:
                 recommendation, trusted = "checked_minority", shown[next(iter(minority_accepted))]
+            elif minority_accepted:
+                recommendation = "checked_minorities"
             else:
                 recommendation = "recheck"
         else:

@@ -28,6 +28,8 @@ CLIENT_FIELDS = frozenset(
         "min_quorum",
         "expose",
         "invocation",
+        "aggregation",
+        "short_circuit",
         "progress",
         "web",
     }

@@ -38,8 +38,8 @@ def local_preset(base_url: str | None = None) -> dict[str, Any]:
 
     ``base_url`` defaults to ``$LITELLM_FUSION_LOCAL_BASE`` (read now), else ``http://127.0.0.1:8765/v1``.
     The preset waits for every member (no straggler cut-off): on llama-server the members decode in
-    parallel on the same cores, so the last to finish is the 1.5B, the strongest member, not a stuck
-    provider, and it has the CPU to itself by then; on the fallback server the panel queues, so a cut-off
+    parallel on the same cores, so the last to finish is whichever writes the longest answer (often the
+    1.5B, the strongest member), not a stuck provider; on the fallback server the panel queues, so a cut-off
     would drop whoever was served last. Each call's completion is capped at 512 tokens (the judge's and the
     synthesizer's at 1024, the synthesizer at temperature 0); a unanimous final claim skips the judge and the
     synthesizer (``short_circuit: vote``); a failed call is retried once (stale keep-alive connections).

@@ -159,7 +159,10 @@ def eval_command(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     report.questions_path = str(questions_file)
-    report.meta.update({**_source_commit(), "command": sys.argv, **meta})
+    source = _source_commit()
+    if "commit" in meta:  # the results came from other code (a snapshot, an earlier run): this checkout only reported them
+        source = {f"report_{key}": value for key, value in source.items()}
+    report.meta.update({**source, "command": sys.argv, **meta})
     print(markdown_report(report), end="")
     written = write_outputs(report, args.out)
     decisions = decision_table(report.to_dict())

@@ -57,10 +57,8 @@ class Column:
 
 def _fusion_count(key: str) -> Callable[[ConfigSummary], str]:
     def cell(s: ConfigSummary) -> str:
-        if not s.fusion_stats or not s.n:
-            return "-"
-        count = s.fusion_stats.get(key) or 0
-        return f"{count}/{s.n}"
+        count = (s.fusion_stats or {}).get(key)
+        return "-" if count is None or not s.n else f"{count}/{s.n}"
 
     return cell
 
@@ -92,7 +90,11 @@ COLUMNS: list[Column] = [
 
 
 def _outcome(key: str) -> Callable[[ConfigSummary], str]:
-    return lambda s: str(((s.fusion_stats or {}).get("outcomes") or {}).get(key, 0))
+    def cell(s: ConfigSummary) -> str:
+        outcomes = (s.fusion_stats or {}).get("outcomes")
+        return "-" if outcomes is None else str(outcomes.get(key, 0))
+
+    return cell
 
 
 OUTCOME_COLUMNS: list[Column] = [

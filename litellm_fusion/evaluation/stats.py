@@ -49,7 +49,8 @@ def mcnemar_exact(won: int, lost: int) -> float:
 
 def panel_vote(panel: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """The panel's majority vote, a free baseline: the most common graded answer among the members that
-    answered (``key``: what the grader read; ties go to the member listed first), and whether it is right.
+    answered (``key``: what the grader read; ties go to the member listed first, and ``tied`` says there was
+    one), and whether it is right. A member whose answer the grader could not read does not vote.
 
     ``panel`` entries are the eval's graded panel members (``status``, ``key``, ``correct``). None when no
     member has a graded answer. ``right_majority``: more than half of the panel (failed members included) was right.
@@ -61,14 +62,18 @@ def panel_vote(panel: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     first: dict[Any, dict[str, Any]] = {}
     for member in graded:
         key = member.get("key")
+        if key is None:
+            continue
         counts[key] = counts.get(key, 0) + 1
         first.setdefault(key, member)
-    winner = max(counts, key=lambda k: (counts[k], -graded.index(first[k])))
     right = sum(1 for m in graded if m["correct"])
+    winner = max(counts, key=lambda k: (counts[k], -graded.index(first[k])), default=None)
+    votes = counts.get(winner, 0)
     return {
         "answer": winner,
-        "votes": counts[winner],
-        "correct": bool(first[winner]["correct"]) and winner is not None,
+        "votes": votes,
+        "tied": sum(1 for c in counts.values() if c == votes) > 1,
+        "correct": winner is not None and bool(first[winner]["correct"]),
         "right_members": right,
         "right_majority": right * 2 > len(panel),
     }

@@ -6,7 +6,7 @@ import pytest
 
 from litellm_fusion._core.errors import FusionConfigError
 from litellm_fusion._host.clients import ClientVetter, openrouter_overrides
-from litellm_fusion._spec.config import FusionSpec, map_openrouter_fields
+from litellm_fusion._spec.config import FusionSpec, PresetStore, map_openrouter_fields
 
 TRUSTED = FusionSpec.model_validate(
     {"panel": ["m-a", "m-b"], "judge": "m-a", "web": {"mode": "client", "max_tool_calls": 6, "search": {"provider": "searxng"}}}
@@ -38,3 +38,16 @@ def test_a_client_cannot_raise_the_tool_budget_or_send_junk(asked):
 def test_other_web_settings_stay_with_the_proxy(field):
     with pytest.raises(FusionConfigError, match=rf"fusion\.web\.{field}: not settable by clients"):
         vet({"web": {field: {}}}, TRUSTED)
+
+
+def test_a_client_may_turn_the_vote_and_the_short_circuit_off():
+    """``aggregation`` and ``short_circuit`` change how the answers are combined, not which models are called
+    or with what endpoint, so a client may set them; a bad value is a 400 naming the field."""
+    store = PresetStore()
+    trusted = {"panel": ["m-a", "m-b"], "judge": "m-a", "short_circuit": "vote"}
+    asked = {"aggregation": "off", "short_circuit": "off"}
+    spec = store.resolve("custom", trusted, client_overrides=asked, check_client=vet)
+    assert (spec.aggregation, spec.short_circuit) == ("off", "off")
+    with pytest.raises(FusionConfigError, match="aggregation") as info:
+        store.resolve("custom", trusted, client_overrides={"aggregation": "sometimes"}, check_client=vet)
+    assert info.value.status_code == 400

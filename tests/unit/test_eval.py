@@ -32,6 +32,7 @@ from litellm_fusion.evaluation import (
     grade_regex,
     load_configs,
     load_questions,
+    markdown_report,
     parse_config,
     parse_verdict,
     run_eval,
@@ -488,6 +489,29 @@ async def test_judge_grader(tmp_path: Path, fusion_registered) -> None:
     assert len(graded) == 2 and graded[0].body["temperature"] == 0 and "Reference answer:\nParis" in last_user(graded[0].body)
 
 
+async def test_a_judge_graded_fusion_has_no_panel_columns(tmp_path: Path, fusion_registered) -> None:
+    """With a judge grader the panel's answers are not graded, so the oracle, the vote and the outcomes are
+    unknown: the table shows "-", not a count of 0."""
+    questions = write_questions(tmp_path / "judge.jsonl", [{"id": "capital", "question": "Capital of France?", "answer": "Paris", "grader": "judge"}])
+    scripts = {
+        "gpt-4o-mini": Script(text="It is Paris."),
+        "gpt-4.1-mini": Script(text="Paris."),
+        "gpt-4o": Script(text=judge_text),
+        "gpt-4.1": Script(text="Paris."),
+        "gpt-4.1-nano": Script(text="PASS"),
+    }
+    with ScriptedServer(scripts) as server:
+        spec = {"panel": [member(server, PANEL[0]), member(server, PANEL[1])], "judge": member(server, JUDGE), "synthesizer": member(server, SYNTH)}
+        report = await arun_eval(questions, [{"name": "fusion", "model": "fusion/eval-test", "fusion": spec}], grader=member(server, PANEL[2]))
+    s = report.summary("fusion")
+    assert (s.correct, s.n) == (1, 1)
+    assert s.fusion_stats["panel_any_correct"] is None and s.fusion_stats["vote_correct"] is None and s.fusion_stats["outcomes"] is None
+    rows = [[cell.strip() for cell in line.split("|")[2:-1]] for line in markdown_report(report).splitlines() if line.startswith("| fusion |")]
+    main_row, outcome_row = rows[0], rows[-1]  # between them: the outcome table's header, which starts "| fusion |" too
+    assert main_row[2:4] == ["-", "-"]  # oracle, panel vote
+    assert set(outcome_row[:6]) == {"-"}  # kept/lost a right majority, rescued/missed a right minority, right/wrong with none right
+
+
 def test_run_eval_sync_on_shipped_questions(fusion_registered) -> None:
     answers = {json.loads(line)["question"]: json.loads(line)["answer"] for line in ARITHMETIC.read_text().splitlines()}
     scripts = {"gpt-4o-mini": Script(text=lambda body: f"Answer: {answers[last_user(body)]}")}
@@ -588,9 +612,12 @@ def test_eval_command_resumes_where_it_stopped(tmp_path: Path, questions_file: P
     assert eval_cli.main([str(questions_file), "--config", configs, "--out", str(out), "--limit", "3", "--meta", "server=scripted"]) == 0
     first_calls = cli_server.stats()["total"]
     assert first_calls == 3 * (1 + 5)  # 3 questions: one solo call and five fusion calls each
-    assert eval_cli.main([str(questions_file), "--config", configs, "--out", str(out), "--report-only"]) == 0
+    assert eval_cli.main([str(questions_file), "--config", configs, "--out", str(out), "--report-only", "--meta", "commit=c0ffee"]) == 0
     assert cli_server.stats()["total"] == first_calls, "--report-only asks nothing"
-    assert json.loads((out / "results.json").read_text())["n_questions"] == 3  # the questions both configurations answered
+    written = json.loads((out / "results.json").read_text())
+    assert written["n_questions"] == 3  # the questions both configurations answered
+    # The commit given is the code that answered; this checkout's own state is recorded as the reporter's.
+    assert written["meta"]["commit"] == "c0ffee" and "dirty" not in written["meta"]
     capsys.readouterr()
     assert eval_cli.main([str(questions_file), "--config", configs, "--out", str(out), "--meta", "server=scripted"]) == 0
     captured = capsys.readouterr()

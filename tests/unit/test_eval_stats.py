@@ -50,9 +50,16 @@ def member(key, correct, status="ok"):
 
 def test_panel_vote_is_the_most_common_answer_ties_to_the_first_listed():
     vote = panel_vote([member("5", False), member("7", True), member("7", True)])
-    assert vote == {"answer": "7", "votes": 2, "correct": True, "right_members": 2, "right_majority": True}
+    assert vote == {"answer": "7", "votes": 2, "tied": False, "correct": True, "right_members": 2, "right_majority": True}
     assert panel_vote([member("7", True), member("5", False), member("6", False)])["correct"] is True
-    assert panel_vote([member("5", False), member("7", True), member("6", False)])["correct"] is False
+    tied = panel_vote([member("5", False), member("7", True), member("6", False)])
+    assert tied["correct"] is False and tied["tied"] is True and tied["answer"] == "5"
+    # An answer the grader could not read is no vote: two unreadable answers do not outvote one right one.
+    vote = panel_vote([member(None, False), member(None, False), member("7", True)])
+    assert vote["answer"] == "7" and vote["correct"] is True and vote["votes"] == 1 and vote["tied"] is False
+    assert panel_vote([member(None, False)]) == {
+        "answer": None, "votes": 0, "tied": False, "correct": False, "right_members": 0, "right_majority": False,
+    }  # fmt: skip
     # A failed member counts against a majority: 1 right of 3 members is a minority.
     vote = panel_vote([member("7", True), member(None, False, status="error"), member("5", False)])
     assert vote["right_majority"] is False and vote["right_members"] == 1

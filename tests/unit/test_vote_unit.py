@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
@@ -13,7 +13,8 @@ from litellm_fusion._core.errors import FusionConfigError
 from litellm_fusion._core.usage import UsageLedger
 from litellm_fusion._engine.judge import analyse
 from litellm_fusion._engine.pipeline import FusionRequest, run_fusion
-from litellm_fusion._engine.vote import claim_key, count_vote, final_claim
+from litellm_fusion._engine.prompts import VOTE_GUIDANCE, render_vote
+from litellm_fusion._engine.vote import Recommendation, claim_key, count_vote, final_claim
 from litellm_fusion._spec.config import FusionSpec, PresetStore
 from litellm_fusion.testing import CallInfo, FakeCompletion, Reply, upstream_error
 
@@ -75,6 +76,20 @@ def test_a_checked_minority_overturns_a_majority_the_judge_rejected_answer_by_an
 def test_a_rejected_majority_with_no_checked_alternative_is_a_recheck():
     vote = count_vote(answers("5", "5", "7"), {"A": {"verdict": "wrong"}, "B": {"verdict": "wrong"}})
     assert vote.recommendation == "recheck" and vote.trusted is None
+
+
+def test_a_rejected_majority_with_checked_answers_of_different_claims_says_so():
+    judged = {"A": {"verdict": "wrong"}, "B": {"verdict": "wrong"}, "C": {"verdict": "wrong"}, "D": {"verdict": "correct"}}
+    vote = count_vote(answers("5", "5", "5", "7", "8"), judged | {"E": {"verdict": "correct"}})
+    assert vote.recommendation == "checked_minorities" and vote.trusted is None and vote.majority == "5"
+    rendered = render_vote(vote.as_dict(), "n0nce")
+    assert "Recommendation (checked_minorities)" in rendered
+    # One checked minority claim among several unchecked ones is still a checked minority.
+    assert count_vote(answers("5", "5", "5", "7", "8"), judged).recommendation == "checked_minority"
+
+
+def test_every_recommendation_has_guidance_for_the_synthesizer():
+    assert set(VOTE_GUIDANCE) == set(get_args(Recommendation))
 
 
 def test_without_a_majority_a_single_checked_claim_or_nothing():
