@@ -5,9 +5,10 @@
                                       [--tokens 200] [--reps 1] [--threads N] [--out benchmarks/results/local_server.json]
 
 Needs ``make local`` (both models; llama-server built, llama-cpp-python installed). Each backend in turn is
-started on a free port with the same threads (``litellm_fusion.local.serve``; ``--threads``, default all cores),
-measured, and stopped, so the two never share the cores. The server's own log (its per-request timings:
-prompt tokens read and tokens written, each with its time) is kept beside ``--out``. Prints a markdown table and writes the raw numbers as JSON.
+started on a free port with the same threads (``litellm_fusion.local.serve``; ``--threads``, default all
+cores), measured, and stopped, so the two never share the cores. Prints a markdown table and writes the raw
+numbers as JSON; each server's own log (with its per-request timings: prompt tokens read and tokens
+written, each with its time) is kept beside it, ``<out>.<backend>.log``.
 
   tps     one request per model, ``--tokens`` completion tokens at temperature 0 (end tokens banned, so
           every completion is that long): completion tokens per second of wall time (the prompt is a few
