@@ -198,19 +198,13 @@ def _summarise(config: EvalConfig, results: list[QuestionResult], unpriced: bool
     fusion_stats = None
     if config.kind == "fusion":
         traced = [r.fusion for r in results if r.fusion]
-        # With a judge grader the panel's answers are not graded: no oracle, vote or outcomes to count.
-        panels_graded = any(f.get("vote") is not None for f in traced)
         fusion_stats = {
             "judge_failed": sum(1 for f in traced if f.get("judge_failed")),
             "degraded": sum(1 for f in traced if f.get("degraded")),
             "short_circuit": sum(1 for f in traced if f.get("short_circuit")),
-            # How often at least one panel member was right (what a perfect judge could have reached).
-            "panel_any_correct": sum(1 for f in traced if any(m.get("correct") for m in f.get("panel") or [])) if panels_graded else None,
             # How often the panel ran (always: every call; auto: when the outer model called it).
             "panel_called": sum(1 for f in traced if (f.get("invocation") or {}).get("invoked")),
-            # The free baseline: the panel's own majority vote, no judge, no synthesizer.
-            "vote_correct": sum(1 for f in traced if (f.get("vote") or {}).get("correct")) if panels_graded else None,
-            "outcomes": {name: sum(1 for f in traced if f.get("outcome") == name) for name in stats.OUTCOMES} if panels_graded else None,
+            **_panel_stats(traced),
             "aggregation": sorted({(f.get("aggregation") or {}).get("mechanism") or "none" for f in traced}),
         }
     ci_low, ci_high = stats.wilson(correct, len(results))
@@ -235,6 +229,20 @@ def _summarise(config: EvalConfig, results: list[QuestionResult], unpriced: bool
         ci_low=ci_low,
         ci_high=ci_high,
     )
+
+
+def _panel_stats(traced: list[dict[str, Any]]) -> dict[str, Any]:
+    """The oracle, the panel's vote and the outcome counts over graded panels; all None when no panel was
+    graded (a judge grader grades only the final answer), so a report shows them as unknown, not as 0."""
+    if not any(f.get("vote") is not None for f in traced):
+        return dict.fromkeys(("panel_any_correct", "vote_correct", "outcomes"))
+    return {
+        # How often at least one panel member was right (what a perfect judge could have reached).
+        "panel_any_correct": sum(1 for f in traced if any(m.get("correct") for m in f.get("panel") or [])),
+        # The free baseline: the panel's own majority vote, no judge, no synthesizer.
+        "vote_correct": sum(1 for f in traced if (f.get("vote") or {}).get("correct")),
+        "outcomes": {name: sum(1 for f in traced if f.get("outcome") == name) for name in stats.OUTCOMES},
+    }
 
 
 def _compare(summaries: list[ConfigSummary], results: list[QuestionResult], best: str | None) -> None:
