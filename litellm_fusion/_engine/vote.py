@@ -15,8 +15,9 @@ when a checked minority may overturn it:
 - ``recheck``: the judge rejected the majority and accepted nothing else: the synthesizer works it out.
 
 A final claim is read from the answer's own text first (the line after its last ``Answer:`` marker, else
-its last ``\\boxed{...}``, the convention math-tuned models use), and from the judge's record only when the
-answer has neither: the vote must count what the panel said, not what the judge thought it said.
+its last ``\\boxed{...}``, the convention math-tuned models use), and from the judge's record (read the same
+way) only when the answer has neither: the vote must count what the panel said, not what the judge thought
+it said.
 """
 
 from __future__ import annotations
@@ -147,6 +148,13 @@ def _verdict(value: Any) -> Verdict:
     return "unsure"
 
 
+def _recorded_claim(value: Any) -> str | None:
+    """The judge's record of an answer's claim, read as an answer's own text is: judges often copy the
+    marker too (``Answer: 2025-11-17``), which must agree with an answer that says ``2025-11-17``."""
+    text = str(value or "").strip()
+    return (final_claim(text) or _NOISE.sub("", text).strip() or None) if text else None
+
+
 def count_vote(answers: Mapping[str, str], judged: Mapping[str, Mapping[str, Any]] | None = None) -> Vote:
     """Count the vote over ``answers`` (letter → text); ``judged`` is the judge's record per letter
     (``{"final": claim, "verdict": correct|wrong|unsure}``), or None when the judge gave none."""
@@ -155,7 +163,7 @@ def count_vote(answers: Mapping[str, str], judged: Mapping[str, Mapping[str, Any
     sources: dict[str, str] = {}
     for letter, text in answers.items():
         own = final_claim(text)
-        recorded = str((judged.get(letter) or {}).get("final") or "").strip() or None
+        recorded = _recorded_claim((judged.get(letter) or {}).get("final"))
         claims[letter], sources[letter] = (own, "answer") if own else (recorded, "judge") if recorded else (None, "none")
     verdicts = {letter: _verdict((judged.get(letter) or {}).get("verdict")) for letter in answers}
     by_key: dict[str, list[str]] = {}

@@ -107,6 +107,15 @@ def test_claims_come_from_the_answer_first_and_the_judge_only_when_the_answer_ha
     assert count_vote({"A": "prose"}).sources == {"A": "none"}
 
 
+@pytest.mark.parametrize("recorded", ["Answer: 2025-11-17", "**Answer:** 2025-11-17", "\\boxed{2025-11-17}", "2025-11-17."])
+def test_a_claim_the_judge_recorded_with_its_marker_agrees_with_the_same_claim_stated(recorded):
+    # Seen in the local eval's traces: the judge copied "Answer: " into its record of a truncated answer, and
+    # the two members that both said 2025-11-17 were counted as two claims (no majority).
+    vote = count_vote({"A": "counting day by day ...", "B": "Answer: 2025-11-17", "C": "Answer: 2025-12-07"}, {"A": {"final": recorded}})
+    assert vote.claims["A"] == "2025-11-17" and vote.sources["A"] == "judge"
+    assert vote.majority == "2025-11-17" and vote.recommendation == "trust_majority"
+
+
 # ----- the judge ----------------------------------------------------------------------------------
 
 
