@@ -97,6 +97,11 @@ def _outcome(key: str) -> Callable[[ConfigSummary], str]:
     return cell
 
 
+def _judge_read(s: ConfigSummary) -> str:
+    stats = s.fusion_stats or {}
+    return f"{stats.get('judge_read', 0)} ({stats.get('judge_read_in_majority', 0)})"
+
+
 OUTCOME_COLUMNS: list[Column] = [
     Column("fusion", lambda s: s.name.replace("|", "\\|"), "left"),
     Column("kept a right majority", _outcome("kept_right_majority")),
@@ -107,6 +112,8 @@ OUTCOME_COLUMNS: list[Column] = [
     Column("wrong, no member right", _outcome("wrong_when_none_were")),
     Column("short-circuited (judge skipped)", lambda s: str((s.fusion_stats or {}).get("short_circuit", 0))),
     Column("judge failed", lambda s: str((s.fusion_stats or {}).get("judge_failed", 0))),
+    Column("panel vote tied", _fusion_count("vote_tied")),
+    Column("claims read by the judge (in the majority)", _judge_read),
 ]
 """What each fusion did with its panel's answers, question by question (see ``stats.fusion_outcome``)."""
 

@@ -79,11 +79,15 @@ def _fusion_summary(trace: dict[str, Any], question: Question) -> dict[str, Any]
             entry["correct"], entry["key"] = grade.correct, None if grade.extracted is None else str(grade.extracted)
         panel.append(entry)
     judge, synth = trace.get("judge") or {}, trace.get("synthesizer") or {}
+    aggregation = trace.get("aggregation") or {}
     return {
         "panel": panel,
         "judge": {k: judge.get(k) for k in ("model", "status", "failed_reason", "structured_output", "calls", "latency_ms")},
         "judge_failed": trace.get("judge_failed"),
-        "aggregation": {k: (trace.get("aggregation") or {}).get(k) for k in ("mechanism", "recommendation", "majority", "trusted")},
+        "aggregation": {
+            **{k: aggregation.get(k) for k in ("mechanism", "recommendation", "majority", "trusted")},
+            **_judge_read(aggregation),
+        },
         "synthesizer": {k: synth.get(k) for k in ("model", "status", "latency_ms", "errors")},
         "degraded": trace.get("degraded"),
         "short_circuit": trace.get("short_circuit"),
@@ -91,6 +95,14 @@ def _fusion_summary(trace: dict[str, Any], question: Question) -> dict[str, Any]
         "trace_latency_ms": trace.get("latency_ms"),
         "invocation": {k: (trace.get("invocation") or {}).get(k) for k in ("mode", "invoked", "reason")},
     }
+
+
+def _judge_read(aggregation: dict[str, Any]) -> dict[str, Any]:
+    """How many of the vote's claims came from the judge's reading of an answer with no final line
+    (``source: judge``), and whether one of them was in the majority the vote found."""
+    read = {a.get("answer") for a in aggregation.get("answers") or [] if a.get("source") == "judge"}
+    majority = next((g for g in aggregation.get("groups") or [] if g.get("claim") == aggregation.get("majority")), {})
+    return {"judge_read": len(read), "judge_read_in_majority": bool(read & set(majority.get("answers") or []))}
 
 
 async def _call(config: EvalConfig, messages: list[dict[str, Any]], timeout: float) -> tuple[Any, float]:
@@ -204,6 +216,10 @@ def _summarise(config: EvalConfig, results: list[QuestionResult], unpriced: bool
             "short_circuit": sum(1 for f in traced if f.get("short_circuit")),
             # How often the panel ran (always: every call; auto: when the outer model called it).
             "panel_called": sum(1 for f in traced if (f.get("invocation") or {}).get("invoked")),
+            # Fusions whose vote counted a claim the judge read from an answer with no final line, and of
+            # those, the ones where such a claim made (part of) the majority.
+            "judge_read": sum(1 for f in traced if (f.get("aggregation") or {}).get("judge_read")),
+            "judge_read_in_majority": sum(1 for f in traced if (f.get("aggregation") or {}).get("judge_read_in_majority")),
             **_panel_stats(traced),
             "aggregation": sorted({(f.get("aggregation") or {}).get("mechanism") or "none" for f in traced}),
         }
@@ -235,12 +251,14 @@ def _panel_stats(traced: list[dict[str, Any]]) -> dict[str, Any]:
     """The oracle, the panel's vote and the outcome counts over graded panels; all None when no panel was
     graded (a judge grader grades only the final answer), so a report shows them as unknown, not as 0."""
     if not any(f.get("vote") is not None for f in traced):
-        return dict.fromkeys(("panel_any_correct", "vote_correct", "outcomes"))
+        return dict.fromkeys(("panel_any_correct", "vote_correct", "vote_tied", "outcomes"))
     return {
         # How often at least one panel member was right (what a perfect judge could have reached).
         "panel_any_correct": sum(1 for f in traced if any(m.get("correct") for m in f.get("panel") or [])),
         # The free baseline: the panel's own majority vote, no judge, no synthesizer.
         "vote_correct": sum(1 for f in traced if (f.get("vote") or {}).get("correct")),
+        # Votes with no single most common answer, decided by the first-listed member.
+        "vote_tied": sum(1 for f in traced if (f.get("vote") or {}).get("tied")),
         "outcomes": {name: sum(1 for f in traced if f.get("outcome") == name) for name in stats.OUTCOMES},
     }
 

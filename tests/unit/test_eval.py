@@ -40,7 +40,7 @@ from litellm_fusion.evaluation import (
 from litellm_fusion.evaluation import cli as eval_cli
 from litellm_fusion.evaluation.configs import DATA_DIR, expand_env
 from litellm_fusion.evaluation.question_files import dumps_questions
-from litellm_fusion.testing import Script, ScriptedServer, stage_of
+from litellm_fusion.testing import Script, ScriptedServer, answer_blocks, stage_of
 
 ROOT = Path(__file__).resolve().parents[2]
 ARITHMETIC = DATA_DIR / "arithmetic.jsonl"
@@ -403,6 +403,9 @@ async def test_fusion_accuracy_tokens_cost(questions_file: Path, fusion_register
         "short_circuit": 0,
         "panel_any_correct": 8,
         "panel_called": 8,
+        "judge_read": 0,
+        "judge_read_in_majority": 0,
+        "vote_tied": 0,
         # Questions 5-8: two of three members give the same wrong number, so the vote is wrong there.
         "vote_correct": 4,
         "outcomes": outcomes,
@@ -512,6 +515,47 @@ async def test_a_judge_graded_fusion_has_no_panel_columns(tmp_path: Path, fusion
     assert set(outcome_row[:6]) == {"-"}  # kept/lost a right majority, rescued/missed a right minority, right/wrong with none right
 
 
+def panel_answers(offsets: dict[int, int | None]):
+    """A member answering question N with 7N + offset: on an "Answer:" line, or in prose when offset is None."""
+
+    def text(body: dict[str, Any]) -> str:
+        number = int(re.match(r"Question (\d+):", last_user(body)).group(1))
+        offset = offsets[number]
+        return f"It comes to {7 * number}." if offset is None else f"Worked out.\nAnswer: {7 * number + offset}"
+
+    return text
+
+
+def judge_recording_markers(body: dict[str, Any]) -> str:
+    """A judge that records each answer's final number with the marker copied in ("Answer: 7"), as the 1.5B did."""
+    checks = [{"answer": x, "final": f"Answer: {extract_number(t)}", "verdict": "unsure", "check": "-"} for x, t in answer_blocks(body).items()]
+    return json.dumps({"answers": checks, "consensus": [], "contradictions": [], "partial_coverage": [], "unique_insights": [], "blind_spots": []})
+
+
+async def test_the_outcome_table_counts_tied_votes_and_claims_read_by_the_judge(tmp_path: Path, fusion_registered) -> None:
+    """Question 1: one member gives no final line, so the vote takes the judge's reading of it, which with
+    another member's "Answer: 7" makes the majority. Question 2: three different answers, a tied panel vote."""
+    questions = write_questions(tmp_path / "two.jsonl", SOLO_QUESTIONS[:2])
+    scripts = {
+        "gpt-4o-mini": Script(text=panel_answers({1: None, 2: 0})),
+        "gpt-4.1-mini": Script(text=panel_answers({1: 0, 2: 1})),
+        "gpt-4.1-nano": Script(text=panel_answers({1: 1, 2: 2})),
+        "gpt-4o": Script(text=judge_recording_markers),
+        "gpt-4.1": Script(text=scripted_reply({1, 2})),
+    }
+    with ScriptedServer(scripts) as server:
+        spec = {"panel": [member(server, m) for m in PANEL], "judge": member(server, JUDGE), "synthesizer": member(server, SYNTH)}
+        report = await arun_eval(questions, [{"name": "fusion", "model": "fusion/eval-test", "fusion": spec}])
+    first, second = report.results_for("fusion")
+    assert first.fusion["aggregation"]["majority"] == "7" and first.fusion["aggregation"]["judge_read"] == 1
+    assert second.fusion["vote"]["tied"] and not first.fusion["vote"]["tied"]
+    s = report.summary("fusion")
+    assert (s.fusion_stats["vote_tied"], s.fusion_stats["judge_read"], s.fusion_stats["judge_read_in_majority"]) == (1, 1, 1)
+    outcome_header = next(line for line in markdown_report(report).splitlines() if line.startswith("| fusion | kept"))
+    row = markdown_report(report).splitlines()[markdown_report(report).splitlines().index(outcome_header) + 2]
+    assert row.endswith("| 1/2 | 1 (1) |")  # panel vote tied; claims read by the judge (in the majority)
+
+
 def test_run_eval_sync_on_shipped_questions(fusion_registered) -> None:
     answers = {json.loads(line)["question"]: json.loads(line)["answer"] for line in ARITHMETIC.read_text().splitlines()}
     scripts = {"gpt-4o-mini": Script(text=lambda body: f"Answer: {answers[last_user(body)]}")}
@@ -573,7 +617,7 @@ def _check_outputs(out: Path, stdout: str, *, plot: bool = True) -> None:
     assert "Paired baseline (W/L/T: questions the fusion won, lost, tied against it): solo mini." in stdout
     outcome_header = next(line for line in lines if line.startswith("| fusion | kept a right majority"))
     outcome_row = lines[lines.index(outcome_header) + 2]
-    assert outcome_row == "| fusion trio | 2 | 0 | 4 | 0 | 2 | 0 | 0 | 0 |"
+    assert outcome_row == "| fusion trio | 2 | 0 | 4 | 0 | 2 | 0 | 0 | 0 | 0/8 | 0 (0) |"
     assert (out / "table.md").read_text(encoding="utf-8") == stdout
     data = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert [s["name"] for s in data["summaries"]] == ["solo mini", "fusion trio"]
