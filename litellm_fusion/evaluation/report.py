@@ -12,14 +12,16 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from litellm_fusion._engine.vote import Recommendation
 from litellm_fusion.evaluation.results import ConfigSummary, EvalReport
 
 __all__ = [
     "Column",
     "COLUMNS",
     "OUTCOME_COLUMNS",
+    "VOTE_COLUMNS",
     "PlotUnavailable",
     "PLOT_HINT",
     "markdown_table",
@@ -118,6 +120,32 @@ OUTCOME_COLUMNS: list[Column] = [
 """What each fusion did with its panel's answers, question by question (see ``stats.fusion_outcome``)."""
 
 
+def _checks(accepted: str, of: str) -> Callable[[ConfigSummary], str]:
+    def cell(s: ConfigSummary) -> str:
+        checks = (s.fusion_stats or {}).get("judge_checks")
+        return "-" if checks is None else f"{checks[accepted]}/{checks[of]}"
+
+    return cell
+
+
+def _followed(recommendation: str) -> Callable[[ConfigSummary], str]:
+    def cell(s: ConfigSummary) -> str:
+        entry = ((s.fusion_stats or {}).get("by_recommendation") or {}).get(recommendation)
+        return "-" if not entry else f"{entry['right']}/{entry['n']}"
+
+    return cell
+
+
+VOTE_COLUMNS: list[Column] = [
+    Column("fusion", lambda s: s.name.replace("|", "\\|"), "left"),
+    Column("wrong answers the judge accepted", _checks("wrong_accepted", "wrong_answers")),
+    Column("right answers the judge rejected", _checks("right_rejected", "right_answers")),
+    *(Column(f"right after {name}", _followed(name)) for name in (*get_args(Recommendation), "short_circuit")),
+]
+"""The judge's checks against the grader, and how often the fusion was right after each recommendation of
+the vote (``right after trust_majority: 6/8``: 8 fusions were told to trust the majority, 6 were right)."""
+
+
 def markdown_table(summaries: Sequence[ConfigSummary], columns: Sequence[Column] | None = None) -> str:
     """One row per summary, one column per :class:`Column` (default :data:`COLUMNS`)."""
     columns = COLUMNS if columns is None else columns
@@ -130,12 +158,16 @@ def markdown_table(summaries: Sequence[ConfigSummary], columns: Sequence[Column]
 
 
 def markdown_report(report: EvalReport) -> str:
-    """The main table, then (with fusions) what each fusion did with its panel's vote, and the baseline named."""
+    """The main table, then (with fusions) the baseline named, what each fusion did with its panel's answers,
+    and (with the vote aggregation) the judge's checks and what the fusion did after each recommendation."""
     text = markdown_table(report.summaries)
     fusions = [s for s in report.summaries if s.kind == "fusion"]
     if fusions:
         text += f"\nPaired baseline (W/L/T: questions the fusion won, lost, tied against it): {report.best_solo or 'none (no solo configuration)'}.\n\n"
         text += markdown_table(fusions, OUTCOME_COLUMNS)
+        if any((s.fusion_stats or {}).get("by_recommendation", {}).keys() - {"none"} for s in fusions):
+            text += "\nThe vote (right after X: fusions the vote told X, and how many of them were right):\n\n"
+            text += markdown_table(fusions, VOTE_COLUMNS)
     return text
 
 

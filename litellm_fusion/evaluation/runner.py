@@ -64,6 +64,11 @@ def _grade(question: Question, reply: str) -> graders.Grade:
 
 def _fusion_summary(trace: dict[str, Any], question: Question) -> dict[str, Any]:
     """The parts of a fusion trace the report needs; panel answers graded with the question's grader."""
+    aggregation = trace.get("aggregation") or {}
+    judge_ran = (trace.get("judge") or {}).get("status") == "ok"
+    # The judge's check of each answer, by the name the trace gives it (letters map to names).
+    verdicts = {a.get("answer"): a.get("verdict") for a in aggregation.get("answers") or []} if judge_ran else {}
+    letters = trace.get("letters") or {}
     panel = []
     for m in trace.get("panel") or []:
         entry = {
@@ -72,6 +77,7 @@ def _fusion_summary(trace: dict[str, Any], question: Question) -> dict[str, Any]
             "latency_ms": m.get("latency_ms"),
             "total_tokens": (m.get("usage") or {}).get("total_tokens"),
             "content": m.get("content"),
+            "verdict": verdicts.get(letters.get(m.get("letter"))),
         }
         if question.grader != "judge" and m.get("status") == "ok" and isinstance(m.get("content"), str):
             grade = _grade(question, m["content"])
@@ -79,7 +85,6 @@ def _fusion_summary(trace: dict[str, Any], question: Question) -> dict[str, Any]
             entry["correct"], entry["key"] = grade.correct, None if grade.extracted is None else str(grade.extracted)
         panel.append(entry)
     judge, synth = trace.get("judge") or {}, trace.get("synthesizer") or {}
-    aggregation = trace.get("aggregation") or {}
     return {
         "panel": panel,
         "judge": {k: judge.get(k) for k in ("model", "status", "failed_reason", "structured_output", "calls", "latency_ms")},
@@ -221,6 +226,7 @@ def _summarise(config: EvalConfig, results: list[QuestionResult], unpriced: bool
             "judge_read": sum(1 for f in traced if (f.get("aggregation") or {}).get("judge_read")),
             "judge_read_in_majority": sum(1 for f in traced if (f.get("aggregation") or {}).get("judge_read_in_majority")),
             **_panel_stats(traced),
+            "by_recommendation": _by_recommendation(results),
             "aggregation": sorted({(f.get("aggregation") or {}).get("mechanism") or "none" for f in traced}),
         }
     ci_low, ci_high = stats.wilson(correct, len(results))
@@ -248,10 +254,11 @@ def _summarise(config: EvalConfig, results: list[QuestionResult], unpriced: bool
 
 
 def _panel_stats(traced: list[dict[str, Any]]) -> dict[str, Any]:
-    """The oracle, the panel's vote and the outcome counts over graded panels; all None when no panel was
+    """The oracle, the panel's vote, the outcome counts and the judge's checks against the grader, over
+    graded panels; all None when no panel was
     graded (a judge grader grades only the final answer), so a report shows them as unknown, not as 0."""
     if not any(f.get("vote") is not None for f in traced):
-        return dict.fromkeys(("panel_any_correct", "vote_correct", "vote_tied", "outcomes"))
+        return dict.fromkeys(("panel_any_correct", "vote_correct", "vote_tied", "outcomes", "judge_checks"))
     return {
         # How often at least one panel member was right (what a perfect judge could have reached).
         "panel_any_correct": sum(1 for f in traced if any(m.get("correct") for m in f.get("panel") or [])),
@@ -260,6 +267,35 @@ def _panel_stats(traced: list[dict[str, Any]]) -> dict[str, Any]:
         # Votes with no single most common answer, decided by the first-listed member.
         "vote_tied": sum(1 for f in traced if (f.get("vote") or {}).get("tied")),
         "outcomes": {name: sum(1 for f in traced if f.get("outcome") == name) for name in stats.OUTCOMES},
+        "judge_checks": _judge_checks(traced),
+    }
+
+
+def _by_recommendation(results: list[QuestionResult]) -> dict[str, dict[str, int]]:
+    """How often the fusion was right, by what the vote told the synthesizer (``short_circuit`` when the
+    vote answered alone): ``{recommendation: {"n": fusions, "right": right ones}}``."""
+    counts: dict[str, dict[str, int]] = {}
+    for r in results:
+        if not r.fusion:
+            continue
+        key = "short_circuit" if r.fusion.get("short_circuit") else (r.fusion.get("aggregation") or {}).get("recommendation") or "none"
+        entry = counts.setdefault(key, {"n": 0, "right": 0})
+        entry["n"] += 1
+        entry["right"] += bool(r.correct)
+    return counts
+
+
+def _judge_checks(traced: list[dict[str, Any]]) -> dict[str, int]:
+    """The judge's checks against the grader, over graded answers the judge checked: how many wrong answers
+    it accepted (``correct``) and how many right ones it rejected (``wrong``)."""
+    checked = [m for f in traced for m in f.get("panel") or [] if "correct" in m and m.get("verdict")]
+    wrong = [m for m in checked if not m["correct"]]
+    right = [m for m in checked if m["correct"]]
+    return {
+        "wrong_answers": len(wrong),
+        "wrong_accepted": sum(1 for m in wrong if m["verdict"] == "correct"),
+        "right_answers": len(right),
+        "right_rejected": sum(1 for m in right if m["verdict"] == "wrong"),
     }
 
 

@@ -409,6 +409,9 @@ async def test_fusion_accuracy_tokens_cost(questions_file: Path, fusion_register
         # Questions 5-8: two of three members give the same wrong number, so the vote is wrong there.
         "vote_correct": 4,
         "outcomes": outcomes,
+        # The scripted judge checks nothing ("unsure"): no answer accepted or rejected; every vote has a majority.
+        "judge_checks": {"wrong_answers": 12, "wrong_accepted": 0, "right_answers": 12, "right_rejected": 0},
+        "by_recommendation": {"trust_majority": {"n": 8, "right": 6}},
         "aggregation": ["vote"],
     }
     assert (s.ci_low, s.ci_high) == pytest.approx((0.4093, 0.9285), abs=1e-4)  # Wilson 95 % for 6/8
@@ -527,14 +530,19 @@ def panel_answers(offsets: dict[int, int | None]):
 
 
 def judge_recording_markers(body: dict[str, Any]) -> str:
-    """A judge that records each answer's final number with the marker copied in ("Answer: 7"), as the 1.5B did."""
-    checks = [{"answer": x, "final": f"Answer: {extract_number(t)}", "verdict": "unsure", "check": "-"} for x, t in answer_blocks(body).items()]
+    """A judge that records each answer's final number with the marker copied in ("Answer: 7"), as the 1.5B
+    did, and rejects the odd numbers (right or not)."""
+    checks = [
+        {"answer": x, "final": f"Answer: {n}", "verdict": "wrong" if n % 2 else "correct", "check": "-"}
+        for x, n in ((x, int(extract_number(t))) for x, t in answer_blocks(body).items())
+    ]
     return json.dumps({"answers": checks, "consensus": [], "contradictions": [], "partial_coverage": [], "unique_insights": [], "blind_spots": []})
 
 
 async def test_the_outcome_table_counts_tied_votes_and_claims_read_by_the_judge(tmp_path: Path, fusion_registered) -> None:
     """Question 1: one member gives no final line, so the vote takes the judge's reading of it, which with
-    another member's "Answer: 7" makes the majority. Question 2: three different answers, a tied panel vote."""
+    another member's "Answer: 7" makes the majority; the judge rejects both 7s and accepts the 8. Question 2:
+    three different answers, a tied panel vote; the judge accepts 14 and 16."""
     questions = write_questions(tmp_path / "two.jsonl", SOLO_QUESTIONS[:2])
     scripts = {
         "gpt-4o-mini": Script(text=panel_answers({1: None, 2: 0})),
@@ -551,9 +559,16 @@ async def test_the_outcome_table_counts_tied_votes_and_claims_read_by_the_judge(
     assert second.fusion["vote"]["tied"] and not first.fusion["vote"]["tied"]
     s = report.summary("fusion")
     assert (s.fusion_stats["vote_tied"], s.fusion_stats["judge_read"], s.fusion_stats["judge_read_in_majority"]) == (1, 1, 1)
-    outcome_header = next(line for line in markdown_report(report).splitlines() if line.startswith("| fusion | kept"))
-    row = markdown_report(report).splitlines()[markdown_report(report).splitlines().index(outcome_header) + 2]
-    assert row.endswith("| 1/2 | 1 (1) |")  # panel vote tied; claims read by the judge (in the majority)
+    assert s.fusion_stats["judge_checks"] == {"wrong_answers": 3, "wrong_accepted": 2, "right_answers": 3, "right_rejected": 2}
+    assert s.fusion_stats["by_recommendation"] == {"checked_minority": {"n": 1, "right": 1}, "no_majority": {"n": 1, "right": 1}}
+    lines = markdown_report(report).splitlines()
+    outcome_header = next(line for line in lines if line.startswith("| fusion | kept"))
+    assert lines[lines.index(outcome_header) + 2].endswith("| 1/2 | 1 (1) |")  # panel vote tied; claims read by the judge
+    vote_header = next(line for line in lines if line.startswith("| fusion | wrong answers the judge accepted"))
+    header, row = (line.strip("| ").split(" | ") for line in (vote_header, lines[lines.index(vote_header) + 2]))
+    cells = dict(zip(header, row, strict=True))
+    assert (cells["wrong answers the judge accepted"], cells["right answers the judge rejected"]) == ("2/3", "2/3")
+    assert (cells["right after checked_minority"], cells["right after no_majority"], cells["right after trust_majority"]) == ("1/1", "1/1", "-")
 
 
 def test_run_eval_sync_on_shipped_questions(fusion_registered) -> None:
