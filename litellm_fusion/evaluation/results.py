@@ -139,8 +139,10 @@ class ConfigSummary:
     grader_tokens: int = 0
     grader_cost: float = 0.0
     fusion_stats: dict[str, Any] | None = None
-    """For fusions: ``panel_any_correct`` (the oracle), ``vote_correct`` (the panel's majority vote), the
-    ``outcomes`` counts (kept/lost a right majority, rescued a right minority, ...), judge failures."""
+    """For fusions: ``panel_any_correct`` (the oracle), ``vote_correct`` and ``vote_tied`` (the panel's majority
+    vote), the ``outcomes`` counts (kept/lost a right majority, rescued a right minority, ...), judge failures,
+    ``judge_read`` (votes that counted a claim from the judge's record), ``judge_checks`` (its verdicts
+    against the grader) and ``by_recommendation`` (how often the fusion was right after each one)."""
     ci_low: float = 0.0
     ci_high: float = 1.0
     """The accuracy's Wilson 95 % interval."""

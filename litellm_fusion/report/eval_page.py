@@ -17,6 +17,21 @@ def _cost_text(summary: dict[str, Any]) -> str:
     return text
 
 
+def _interval(summary: dict[str, Any]) -> str:
+    low, high = num(summary.get("ci_low")), num(summary.get("ci_high"))
+    return "-" if low is None or high is None else f"{low:.0%}–{high:.0%}"
+
+
+def _of_n(summary: dict[str, Any], key: str) -> str:
+    count = (summary.get("fusion_stats") or {}).get(key)
+    return "-" if count is None else f"{count}/{summary.get('n')}"
+
+
+def _paired(summary: dict[str, Any]) -> str:
+    p = summary.get("vs_best_solo") or {}
+    return "-" if not p else f"{p.get('won')}/{p.get('lost')}/{p.get('tied')} (p={num(p.get('p_value')) or 0:.2g})"
+
+
 def _table(summaries: list[dict[str, Any]]) -> str:
     rows = []
     for s in summaries:
@@ -24,12 +39,17 @@ def _table(summaries: list[dict[str, Any]]) -> str:
         mean_tokens = num(s.get("mean_tokens"))
         rows.append(
             f"<tr><td><b>{esc(s.get('name'))}</b></td><td>{esc(s.get('kind'))}</td><td class='arg'>{esc(s.get('model'))}</td>"
-            f"<td class='n'>{'-' if accuracy is None else f'{accuracy:.1%}'}</td><td class='n'>{esc(s.get('correct'))}/{esc(s.get('n'))}</td>"
+            f"<td class='n'>{'-' if accuracy is None else f'{accuracy:.1%}'}</td><td class='n'>{esc(_interval(s))}</td>"
+            f"<td class='n'>{esc(s.get('correct'))}/{esc(s.get('n'))}</td>"
+            f"<td class='n'>{esc(_of_n(s, 'panel_any_correct'))}</td><td class='n'>{esc(_of_n(s, 'vote_correct'))}</td>"
+            f"<td class='n'>{esc(_paired(s))}</td>"
             f"<td class='n'>{'-' if mean_tokens is None else f'{mean_tokens:,.0f}'}</td><td class='n'>{esc(_cost_text(s))}</td>"
             f"<td class='n'>{esc(secs(s.get('p50_latency_ms')))}</td><td class='n'>{esc(s.get('errors'))}</td></tr>"
         )
     return (
-        "<table><thead><tr><th>configuration</th><th>kind</th><th>model</th><th class='n'>accuracy</th><th class='n'>right</th>"
+        "<table><thead><tr><th>configuration</th><th>kind</th><th>model</th><th class='n'>accuracy</th><th class='n'>95% CI</th>"
+        "<th class='n'>right</th><th class='n'>oracle (any member right)</th><th class='n'>panel vote</th>"
+        "<th class='n'>vs best solo W/L/T (McNemar p)</th>"
         "<th class='n'>mean tokens</th><th class='n'>total cost</th><th class='n'>p50 latency</th><th class='n'>errors</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )

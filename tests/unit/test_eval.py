@@ -752,6 +752,9 @@ def test_eval_html_is_one_page_with_the_table_and_the_plot(
     results = json.loads((out / "results.json").read_text())
     for summary in results["summaries"]:
         assert f"<b>{summary['name']}</b>" in page and f"{summary['accuracy']:.1%}" in page
+        assert f"{summary['ci_low']:.0%}–{summary['ci_high']:.0%}" in page  # the Wilson interval
+    fusion_row = next(row for row in page.split("<tr>") if "<b>fusion trio</b>" in row)
+    assert "6/8" in fusion_row and "2/8" in fusion_row and "2/0/6 (p=0.5)" in fusion_row  # oracle, panel vote, paired
     assert page.count("<tr><td>q") == len({r["id"] for r in results["results"]})  # every question, once
     assert "<script" not in page and "http" not in page.split("</head>", 1)[1].replace("http://www.w3.org/2000/svg", "")
     if importlib.util.find_spec("matplotlib") is None:
