@@ -255,8 +255,8 @@ def _summarise(config: EvalConfig, results: list[QuestionResult], unpriced: bool
 
 def _panel_stats(traced: list[dict[str, Any]]) -> dict[str, Any]:
     """The oracle, the panel's vote, the outcome counts and the judge's checks against the grader, over
-    graded panels; all None when no panel was
-    graded (a judge grader grades only the final answer), so a report shows them as unknown, not as 0."""
+    graded panels; all None when no panel was graded (a judge grader grades only the final answer), so a
+    report shows them as unknown, not as 0."""
     if not any(f.get("vote") is not None for f in traced):
         return dict.fromkeys(("panel_any_correct", "vote_correct", "vote_tied", "outcomes", "judge_checks"))
     return {
